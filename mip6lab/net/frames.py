@@ -1,0 +1,149 @@
+"""Frames on the simulated wire: Ethernet framing, link-layer addresses, short labels.
+
+Every frame on an in-process link is real bytes (Ethernet II), built and dissected by
+scapy, so that the trace can be written to a pcap that Wireshark opens as it is.
+
+The helpers here are the few facts about addresses that the stack needs everywhere:
+modified EUI-64 interface identifiers (RFC 4291 §2.5.1, Appendix A), solicited-node
+multicast addresses (RFC 4291 §2.7.1) and the Ethernet mapping of IPv6 multicast
+(RFC 2464 §7), plus :func:`describe`, the one-line label of a frame that the trace
+and the ladder diagram show.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6ND_RS,
+    ICMPv6NDOptPrefixInfo,
+    ICMPv6ParamProblem,
+    ICMPv6TimeExceeded,
+    IPv6,
+)
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+ETH_HEADER_LEN = 14
+
+ALL_NODES = ipaddress.IPv6Address("ff02::1")
+ALL_ROUTERS = ipaddress.IPv6Address("ff02::2")
+
+
+def mac_for_index(index: int) -> str:
+    """A locally administered unicast MAC for the ``index``-th interface of a lab."""
+    return "02:00:5e:%02x:%02x:%02x" % ((index >> 16) & 0xFF, (index >> 8) & 0xFF,
+                                         index & 0xFF)
+
+
+def interface_id_from_mac(mac: str) -> int:
+    """Modified EUI-64 interface identifier of a 48-bit MAC (RFC 4291 Appendix A)."""
+    octets = bytes.fromhex(mac.replace(":", ""))
+    eui = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:]
+    return int.from_bytes(eui, "big")
+
+
+def address_in_prefix(prefix: ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6Address:
+    """The SLAAC address formed from a /64 prefix and a MAC (RFC 4862 §5.5.3)."""
+    return ipaddress.IPv6Address(int(prefix.network_address) | interface_id_from_mac(mac))
+
+
+def link_local_from_mac(mac: str) -> ipaddress.IPv6Address:
+    """The fe80::/64 link-local address of an interface (RFC 4862 §5.3)."""
+    return address_in_prefix(ipaddress.IPv6Network("fe80::/64"), mac)
+
+
+def solicited_node(address: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
+    """The solicited-node multicast group of ``address`` (RFC 4291 §2.7.1)."""
+    return ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0"))
+                                 | (int(address) & 0xFFFFFF))
+
+
+def multicast_mac(group: ipaddress.IPv6Address) -> str:
+    """Ethernet destination for an IPv6 multicast group (RFC 2464 §7)."""
+    low = group.packed[-4:]
+    return "33:33:" + ":".join("%02x" % b for b in low)
+
+
+def is_multicast_mac(mac: str) -> bool:
+    return bool(int(mac[:2], 16) & 0x01)
+
+
+def dissect(frame: bytes) -> Ether:
+    """Dissect wire bytes with scapy."""
+    return Ether(frame)
+
+
+def _ip_label(ip: Packet) -> str:
+    return f"{ip.src} → {ip.dst}"
+
+
+def describe(frame: bytes | Packet) -> str:
+    """A one-line, human label for a frame: what a student wants to read in a ladder."""
+    pkt = dissect(frame) if isinstance(frame, (bytes, bytearray)) else frame
+    if ARP in pkt:
+        arp = pkt[ARP]
+        if arp.op == 1:
+            return f"ARP who-has {arp.pdst} tell {arp.psrc}"
+        return f"ARP {arp.psrc} is-at {arp.hwsrc}"
+    if IPv6 in pkt:
+        ip = pkt[IPv6]
+        if ICMPv6ND_RA in pkt:
+            prefixes = [f"{o.prefix}/{o.prefixlen}" for o in _options(pkt, ICMPv6NDOptPrefixInfo)]
+            return f"RA {ip.src} prefix {', '.join(prefixes) or '-'}"
+        if ICMPv6ND_RS in pkt:
+            return f"RS {_ip_label(ip)}"
+        if ICMPv6ND_NS in pkt:
+            return f"NS who-has {pkt[ICMPv6ND_NS].tgt}"
+        if ICMPv6ND_NA in pkt:
+            return f"NA {pkt[ICMPv6ND_NA].tgt} is-at {pkt[Ether].src}"
+        for layer, name in ((ICMPv6EchoReply, "echo reply"),  # a subclass of the request
+                            (ICMPv6EchoRequest, "echo request")):
+            if layer in pkt:
+                echo = pkt[layer]
+                return f"ICMPv6 {name} {_ip_label(ip)} id={echo.id} seq={echo.seq}"
+        for layer, name in ((ICMPv6DestUnreach, "destination unreachable"),
+                            (ICMPv6TimeExceeded, "time exceeded"),
+                            (ICMPv6ParamProblem, "parameter problem")):
+            if layer in pkt:
+                return f"ICMPv6 {name} code={pkt[layer].code} {_ip_label(ip)}"
+        if UDP in pkt:
+            udp = pkt[UDP]
+            return (f"UDP [{ip.src}]:{udp.sport} → [{ip.dst}]:{udp.dport} "
+                    f"{len(udp.payload)} B")
+        return f"IPv6 {_ip_label(ip)} nh={ip.nh}"
+    if IP in pkt:
+        ip = pkt[IP]
+        if ICMP in pkt:
+            icmp = pkt[ICMP]
+            names = {0: "echo reply", 8: "echo request", 3: "destination unreachable",
+                     11: "time exceeded"}
+            name = names.get(icmp.type, f"type {icmp.type}")
+            extra = f" id={icmp.id} seq={icmp.seq}" if icmp.type in (0, 8) else \
+                f" code={icmp.code}"
+            return f"ICMP {name} {_ip_label(ip)}{extra}"
+        if UDP in pkt:
+            udp = pkt[UDP]
+            return f"UDP {ip.src}:{udp.sport} → {ip.dst}:{udp.dport} {len(udp.payload)} B"
+        return f"IPv4 {_ip_label(ip)} proto={ip.proto}"
+    return pkt.summary()
+
+
+def _options(pkt: Packet, option_class: type) -> list[Packet]:
+    found = []
+    layer = pkt.getlayer(option_class)
+    while layer is not None:
+        found.append(layer)
+        layer = layer.payload.getlayer(option_class)
+    return found

@@ -1,0 +1,598 @@
+"""A node of the in-process network and its small IPv6/IPv4 stack.
+
+What a node does with a frame, in order (each step either passes the packet on, or
+ends it with a trace event saying why):
+
+1. Ethernet: accept frames for our MAC, broadcast, or multicast; hand ARP to the
+   neighbour table, IPv6 and IPv4 to their input.
+2. Check the IP header against the bytes (RFC 8200 §3 payload length, RFC 791 total
+   length and header checksum): a frame that lies about its length is malformed.
+3. Pre-routing hooks (the NAT translates replies here).
+4. Local delivery if the destination is ours (or a group we joined); else forwarding
+   if the node is a router (hop limit, route, ICMP errors of RFC 4443 / RFC 792);
+   else drop.
+5. Local delivery hands ICMPv6 to :meth:`receive_icmpv6` (echo, ND, RA), UDP to the
+   bound port, anything else to a registered protocol handler (the place later issues
+   plug in ESP, the Mobility Header and tunnels).
+
+Output: :meth:`send_ip` picks a source address if none was given, looks up the route,
+runs the post-routing hooks (the NAT's source translation) and resolves the next hop.
+
+Bad input never escapes as an exception: :class:`~mip6lab.errors.RemoteProtocolError`
+becomes a ``drop`` event with its reason; any other exception while handling a received
+frame becomes an ``error`` event (and is kept in ``lab.errors``) -- a bug of ours, made
+visible, not a crash of the lab.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scapy.layers.inet import ICMP, IP, UDP, IPerror
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    ICMPv6TimeExceeded,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrHopByHop,
+    in6_chksum,
+)
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet
+from scapy.utils import checksum
+
+from ..errors import MalformedPacket, RemoteProtocolError
+from .frames import ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, BROADCAST_MAC
+from .interface import Interface, IPAddress, RoutingTable
+from .neighbor import NeighborTable
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+IPPROTO_ICMP = 1
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+IPV6_MIN_MTU = 1280
+
+# A hook sees the IP packet as bytes with the interface it came in on / leaves by, and
+# returns the (possibly rewritten) bytes, or None when it consumed or dropped the packet.
+Hook = Callable[[bytes, Interface], "bytes | None"]
+
+
+@dataclass(frozen=True)
+class UdpDatagram:
+    """A UDP datagram delivered to a bound port."""
+
+    src: IPAddress
+    sport: int
+    dst: IPAddress
+    dport: int
+    payload: bytes
+    interface: str
+
+
+@dataclass(frozen=True)
+class EchoReply:
+    """An ICMP/ICMPv6 echo reply as the pinging application sees it."""
+
+    src: IPAddress
+    ident: int
+    seq: int
+    payload: bytes
+    time_us: int
+
+
+class Node:
+    """A host or router in the in-process network."""
+
+    kind = "host"
+
+    def __init__(self, lab: Lab, name: str) -> None:
+        self.lab = lab
+        self.sim = lab.sim
+        self.trace = lab.trace
+        self.name = name
+        self.forwarding = False
+        self.interfaces: dict[str, Interface] = {}
+        self.routes = RoutingTable(self)
+        self.neighbors = NeighborTable(self)
+        self.prerouting: list[Hook] = []
+        self.postrouting: list[Hook] = []
+        self.protocol_handlers: dict[tuple[int, int], Callable[..., None]] = {}
+        self.udp_ports: dict[int, Callable[[UdpDatagram], None]] = {}
+        self.echo_listeners: list[Callable[[EchoReply], None]] = []
+        self.link_listeners: list[Callable[[Interface, bool], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # -- trace helpers -------------------------------------------------------------------
+
+    def announce(self, module: str, summary: str, **data: Any) -> None:
+        """Report a change of state of one of this node's modules."""
+        self.trace.emit(self.name, module, "state", summary, **data)
+
+    def drop(self, module: str, reason: str, l3: bytes | None = None, *,
+             ethertype: int = ETH_P_IPV6, link: str | None = None) -> None:
+        """Report that a packet was discarded, and why."""
+        summary = _describe_l3(l3, ethertype) if l3 is not None else reason
+        self.trace.emit(self.name, module, "drop", summary, link=link, reason=reason)
+
+    # -- interfaces ------------------------------------------------------------------------
+
+    def add_interface(self, name: str | None = None) -> Interface:
+        name = name or f"eth{len(self.interfaces)}"
+        if name in self.interfaces:
+            raise ValueError(f"{self.name} already has an interface {name}")
+        iface = Interface(self, name, self.lab.allocate_mac())
+        self.interfaces[name] = iface
+        return iface
+
+    def interface(self, name: str | None = None) -> Interface:
+        """The named interface, or the only one."""
+        if name is None:
+            if len(self.interfaces) != 1:
+                raise ValueError(f"{self.name} has {len(self.interfaces)} interfaces; "
+                                 "name one")
+            return next(iter(self.interfaces.values()))
+        return self.interfaces[name]
+
+    def attach(self, iface: Interface, link) -> None:
+        """Plug ``iface`` into ``link`` (leaving its current link first)."""
+        if iface.link is link:
+            return
+        if iface.link is not None:
+            self.detach(iface)
+        link.attach(iface)
+        iface.link = link
+        self.announce("link", f"{iface.name} up on {link.name}", interface=iface.name,
+                      link=link.name)
+        for listener in list(self.link_listeners):
+            listener(iface, True)
+
+    def detach(self, iface: Interface) -> None:
+        """Unplug ``iface`` from its link."""
+        link = iface.link
+        if link is None:
+            return
+        link.detach(iface)
+        iface.link = None
+        self.neighbors.flush(iface)
+        self.announce("link", f"{iface.name} down (left {link.name})",
+                      interface=iface.name, link=link.name)
+        for listener in list(self.link_listeners):
+            listener(iface, False)
+
+    def addresses(self) -> list[IPAddress]:
+        """Every address of every interface (link-local included)."""
+        out: list[IPAddress] = []
+        for iface in self.interfaces.values():
+            out += iface.ipv6("all") + iface.ipv4()
+        return out
+
+    def owns(self, address: IPAddress) -> bool:
+        return any(iface.has_address(address) for iface in self.interfaces.values())
+
+    def answers_arp_for(self, iface: Interface, address: ipaddress.IPv4Address) -> bool:
+        """Whether to answer ARP for an address not on ``iface`` (proxy ARP: no)."""
+        return False
+
+    def answers_nd_for(self, iface: Interface, address: ipaddress.IPv6Address) -> bool:
+        """Whether to answer NS for an address not on ``iface`` (proxy ND: no)."""
+        return False
+
+    def register_protocol(self, version: int, proto: int,
+                          handler: Callable[[Interface, Packet, Packet], None]) -> None:
+        """Deliver packets of IP protocol / next header ``proto`` to ``handler``."""
+        self.protocol_handlers[(version, proto)] = handler
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def receive_frame(self, iface: Interface, frame: bytes) -> None:
+        """Entry point from the link. Never raises for bad input."""
+        try:
+            self._receive_frame(iface, frame)
+        except RemoteProtocolError as exc:
+            self.trace.emit(self.name, "ip", "drop", None, packet=frame,
+                            link=iface.link.name if iface.link else None,
+                            reason=exc.reason)
+        except Exception as exc:  # a bug of ours: visible in the trace, the lab goes on
+            self.lab.errors.append((self.name, exc, traceback.format_exc()))
+            self.trace.emit(self.name, "ip", "error", None, packet=frame,
+                            reason=f"{type(exc).__name__}: {exc}")
+
+    def _receive_frame(self, iface: Interface, frame: bytes) -> None:
+        if len(frame) < ETH_HEADER_LEN:
+            raise MalformedPacket("frame shorter than an Ethernet header")
+        dst_mac = ":".join("%02x" % b for b in frame[:6])
+        if dst_mac != iface.mac and dst_mac != BROADCAST_MAC and not frame[0] & 1:
+            raise RemoteProtocolError(f"frame for {dst_mac}, not {iface.mac}")
+        ethertype = int.from_bytes(frame[12:14], "big")
+        l3 = frame[ETH_HEADER_LEN:]
+        if ethertype == ETH_P_IPV6:
+            self.receive_ipv6(iface, _check_ipv6(l3), frame)
+        elif ethertype == ETH_P_IP:
+            self.receive_ipv4(iface, _check_ipv4(l3))
+        elif ethertype == ETH_P_ARP:
+            parsed = Ether(frame)
+            if ARP not in parsed:
+                raise MalformedPacket("truncated ARP packet")
+            self.neighbors.receive_arp(iface, parsed)
+        else:
+            raise RemoteProtocolError(f"unknown ethertype 0x{ethertype:04x}")
+
+    def receive_ipv6(self, iface: Interface, l3: bytes, frame: bytes | None = None) -> None:
+        for hook in self.prerouting:
+            l3 = hook(l3, iface)
+            if l3 is None:
+                return
+        dst = ipaddress.IPv6Address(l3[24:40])
+        if self.is_local6(iface, dst):
+            self.deliver_ipv6(iface, IPv6(l3))
+        elif self.forwarding and not dst.is_multicast and not dst.is_link_local:
+            self.forward(iface, l3, 6)
+        else:
+            raise RemoteProtocolError(f"IPv6 packet for {dst}: not addressed to "
+                                      f"{self.name}")
+
+    def receive_ipv4(self, iface: Interface, l3: bytes) -> None:
+        for hook in self.prerouting:
+            l3 = hook(l3, iface)
+            if l3 is None:
+                return
+        dst = ipaddress.IPv4Address(l3[16:20])
+        if self.is_local4(iface, dst):
+            self.deliver_ipv4(iface, IP(l3))
+        elif self.forwarding:
+            self.forward(iface, l3, 4)
+        else:
+            raise RemoteProtocolError(f"IPv4 packet for {dst}: not addressed to "
+                                      f"{self.name}")
+
+    def is_local6(self, iface: Interface, dst: ipaddress.IPv6Address) -> bool:
+        if dst.is_multicast:
+            return dst in iface.groups6()
+        return self.owns(dst)
+
+    def is_local4(self, iface: Interface, dst: ipaddress.IPv4Address) -> bool:
+        if dst == ipaddress.IPv4Address("255.255.255.255"):
+            return True
+        return self.owns(dst) or any(dst == a.network.broadcast_address
+                                     for a in iface.addresses4)
+
+    # -- local delivery --------------------------------------------------------------------
+
+    def deliver_ipv6(self, iface: Interface, ip6: IPv6) -> None:
+        upper = ip6.payload
+        while isinstance(upper, (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt)):
+            upper = upper.payload
+        nh = upper.underlayer.nh if upper.underlayer is not None else ip6.nh
+        if nh == IPPROTO_ICMPV6:
+            _verify_checksum6(ip6, upper, IPPROTO_ICMPV6)
+            self.receive_icmpv6(iface, ip6, upper)
+        elif nh == IPPROTO_UDP:
+            _verify_checksum6(ip6, upper, IPPROTO_UDP)
+            self._deliver_udp(iface, ip6, upper)
+        elif (6, nh) in self.protocol_handlers:
+            self.protocol_handlers[(6, nh)](iface, ip6, upper)
+        else:
+            raise RemoteProtocolError(f"no handler for next header {nh}")
+
+    def deliver_ipv4(self, iface: Interface, ip4: IP) -> None:
+        proto = ip4.proto
+        if proto == IPPROTO_ICMP:
+            if checksum(bytes(ip4.payload)) != 0:
+                raise MalformedPacket("bad ICMP checksum")
+            self.receive_icmp(iface, ip4)
+        elif proto == IPPROTO_UDP:
+            udp = ip4[UDP]
+            if udp.chksum != 0 and _udp4_checksum(ip4) != 0:
+                raise MalformedPacket("bad UDP checksum")
+            self._deliver_udp(iface, ip4, udp)
+        elif (4, proto) in self.protocol_handlers:
+            self.protocol_handlers[(4, proto)](iface, ip4, ip4.payload)
+        else:
+            raise RemoteProtocolError(f"no handler for IP protocol {proto}")
+
+    def _deliver_udp(self, iface: Interface, ip: Packet, udp: Packet) -> None:
+        if not isinstance(udp, UDP):
+            raise MalformedPacket("truncated UDP header")
+        handler = self.udp_ports.get(udp.dport)
+        if handler is None:
+            self.drop("udp", f"no socket on UDP port {udp.dport}", bytes(ip),
+                      ethertype=ETH_P_IPV6 if ip.version == 6 else ETH_P_IP)
+            self.icmp_error(bytes(ip), ETH_P_IPV6 if ip.version == 6 else ETH_P_IP,
+                            "port-unreachable", iface)
+            return
+        handler(UdpDatagram(ipaddress.ip_address(ip.src), udp.sport,
+                            ipaddress.ip_address(ip.dst), udp.dport,
+                            bytes(udp.payload), iface.name))
+
+    def receive_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
+        # scapy's ICMPv6EchoReply subclasses ICMPv6EchoRequest: test the reply first.
+        if isinstance(icmp, ICMPv6EchoReply):
+            self._echo_reply(ip6.src, icmp.id, icmp.seq, bytes(icmp.data))
+        elif isinstance(icmp, ICMPv6EchoRequest):
+            src = ipaddress.IPv6Address(ip6.src)
+            dst = ipaddress.IPv6Address(ip6.dst)
+            reply_src = dst if not dst.is_multicast else iface.source_for(src)
+            self.send_ip(IPv6(src=str(reply_src), dst=str(src))
+                         / ICMPv6EchoReply(id=icmp.id, seq=icmp.seq, data=icmp.data),
+                         iface=iface if src.is_link_local else None)
+        elif isinstance(icmp, ICMPv6ND_NS):
+            self._receive_ns(iface, ip6, icmp)
+        elif isinstance(icmp, ICMPv6ND_NA):
+            _require_hop_limit_255(ip6, "NA")
+            if ICMPv6NDOptDstLLAddr in icmp:
+                self.neighbors.learn(iface, ipaddress.IPv6Address(icmp.tgt),
+                                     icmp[ICMPv6NDOptDstLLAddr].lladdr)
+        else:
+            self.receive_other_icmpv6(iface, ip6, icmp)
+
+    def receive_other_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
+        """RS/RA and ICMPv6 errors; routers and hosts override what they understand."""
+        self.trace.emit(self.name, "icmpv6", "state",
+                        f"received {type(icmp).__name__} from {ip6.src}")
+
+    def _receive_ns(self, iface: Interface, ip6: IPv6, ns: ICMPv6ND_NS) -> None:
+        _require_hop_limit_255(ip6, "NS")
+        target = ipaddress.IPv6Address(ns.tgt)
+        if not (iface.has_address(target) or self.answers_nd_for(iface, target)):
+            return  # RFC 4861 §7.2.3: not our target, silently ignored
+        src = ipaddress.IPv6Address(ip6.src)
+        if ICMPv6NDOptSrcLLAddr in ns and not src.is_unspecified:
+            self.neighbors.learn(iface, src, ns[ICMPv6NDOptSrcLLAddr].lladdr)
+        dst = "ff02::1" if src.is_unspecified else str(src)
+        na = (IPv6(src=str(target), dst=dst, hlim=255)
+              / ICMPv6ND_NA(tgt=str(target), R=int(self.forwarding),
+                            S=int(not src.is_unspecified), O=1)
+              / ICMPv6NDOptDstLLAddr(lladdr=iface.mac))
+        self.send_ip(na, iface=iface)
+
+    def receive_icmp(self, iface: Interface, ip4: IP) -> None:
+        icmp = ip4[ICMP]
+        if icmp.type == 8:
+            self.send_ip(IP(src=ip4.dst, dst=ip4.src)
+                         / ICMP(type=0, id=icmp.id, seq=icmp.seq) / bytes(icmp.payload))
+        elif icmp.type == 0:
+            self._echo_reply(ip4.src, icmp.id, icmp.seq, bytes(icmp.payload))
+        else:
+            self.trace.emit(self.name, "icmp", "state",
+                            f"received ICMP type {icmp.type} code {icmp.code} "
+                            f"from {ip4.src}")
+
+    def _echo_reply(self, src: str, ident: int, seq: int, payload: bytes) -> None:
+        reply = EchoReply(ipaddress.ip_address(src), ident, seq, payload, self.sim.now_us)
+        for listener in list(self.echo_listeners):
+            listener(reply)
+
+    # -- forwarding ------------------------------------------------------------------------
+
+    def forward(self, iface_in: Interface, l3: bytes, version: int) -> None:
+        """Forward a packet not addressed to us (RFC 8200 §3 hop limit, RFC 791 TTL)."""
+        ethertype = ETH_P_IPV6 if version == 6 else ETH_P_IP
+        ttl_offset = 7 if version == 6 else 8
+        if l3[ttl_offset] <= 1:
+            self.drop("ip", "hop limit exceeded", l3, ethertype=ethertype)
+            self.icmp_error(l3, ethertype, "time-exceeded", iface_in)
+            return
+        dst = ipaddress.ip_address(l3[24:40] if version == 6 else l3[16:20])
+        route = self.routes.lookup(dst)
+        if route is None:
+            self.drop("ip", f"no route to {dst}", l3, ethertype=ethertype)
+            self.icmp_error(l3, ethertype, "no-route", iface_in)
+            return
+        out = bytearray(l3)
+        out[ttl_offset] -= 1
+        if version == 4:  # recompute the header checksum after the TTL change
+            ihl = (out[0] & 0x0F) * 4
+            out[10:12] = b"\x00\x00"
+            out[10:12] = checksum(bytes(out[:ihl])).to_bytes(2, "big")
+        self.output(bytes(out), route.interface, route.gateway or dst, ethertype)
+
+    # -- output ----------------------------------------------------------------------------
+
+    def send_ip(self, packet: Packet, iface: Interface | None = None,
+                nexthop: IPAddress | None = None) -> bool:
+        """Send a scapy IPv6 or IP packet built by this node. False if it could not go.
+
+        The source address is chosen when the packet does not set one (scapy would
+        otherwise ask the host machine's routing table).
+        """
+        version = 6 if isinstance(packet, IPv6) else 4
+        ethertype = ETH_P_IPV6 if version == 6 else ETH_P_IP
+        dst = ipaddress.ip_address(packet.dst)
+        if iface is None:
+            route = self.routes.lookup(dst)
+            if route is None:
+                self.drop("ip", f"no route to {dst}", bytes(_with_src(packet, "::"
+                          if version == 6 else "0.0.0.0")), ethertype=ethertype)
+                return False
+            iface = self.interfaces[route.interface]
+            nexthop = nexthop or route.gateway or dst
+        nexthop = nexthop or dst
+        if "src" not in packet.fields:
+            src = iface.source_for(dst)
+            if src is None:
+                self.drop("ip", f"no source address on {iface.name} for {dst}",
+                          ethertype=ethertype)
+                return False
+            packet.src = str(src)
+        self.output(bytes(packet), iface.name, nexthop, ethertype)
+        return True
+
+    def output(self, l3: bytes, ifname: str, nexthop: IPAddress, ethertype: int) -> None:
+        iface = self.interfaces[ifname]
+        for hook in self.postrouting:
+            l3 = hook(l3, iface)
+            if l3 is None:
+                return
+        if iface.link is None:
+            self.drop("ip", f"{iface.name} is not attached", l3, ethertype=ethertype)
+            return
+        self.neighbors.resolve_and_send(iface, nexthop, l3, ethertype)
+
+    def transmit(self, iface: Interface, dst_mac: str, ethertype: int, l3: bytes) -> None:
+        """Frame ``l3`` in Ethernet and put it on the interface's link."""
+        if iface.link is None:
+            self.drop("link", f"{iface.name} is not attached", l3, ethertype=ethertype)
+            return
+        header = bytes(Ether(src=iface.mac, dst=dst_mac, type=ethertype))
+        iface.link.transmit(iface, header + l3, dst_mac)
+
+    # -- applications' API -----------------------------------------------------------------
+
+    def bind_udp(self, port: int, handler: Callable[[UdpDatagram], None]) -> None:
+        if port in self.udp_ports:
+            raise ValueError(f"UDP port {port} already bound on {self.name}")
+        self.udp_ports[port] = handler
+
+    def unbind_udp(self, port: int) -> None:
+        self.udp_ports.pop(port, None)
+
+    def ephemeral_port(self) -> int:
+        """A free port from the dynamic range (RFC 6335 §6), drawn from the lab's seed."""
+        while True:
+            port = self.sim.random.randint(49152, 65535)
+            if port not in self.udp_ports:
+                return port
+
+    def send_udp(self, dst: str | IPAddress, dport: int, payload: bytes, sport: int,
+                 src: str | IPAddress | None = None) -> bool:
+        dst = ipaddress.ip_address(dst)
+        ip = IPv6(dst=str(dst)) if dst.version == 6 else IP(dst=str(dst))
+        if src is not None:
+            ip.src = str(src)
+        return self.send_ip(ip / UDP(sport=sport, dport=dport) / payload)
+
+    def ping(self, dst: str | IPAddress, seq: int, ident: int = 0x6d6c,
+             payload: bytes = b"mip6lab") -> bool:
+        """Send one ICMP(v6) echo request; replies reach :attr:`echo_listeners`."""
+        dst = ipaddress.ip_address(dst)
+        if dst.version == 6:
+            packet = IPv6(dst=str(dst)) / ICMPv6EchoRequest(id=ident, seq=seq, data=payload)
+        else:
+            packet = IP(dst=str(dst)) / ICMP(type=8, id=ident, seq=seq) / payload
+        return self.send_ip(packet)
+
+    # -- ICMP errors -----------------------------------------------------------------------
+
+    _ERRORS6 = {"no-route": (ICMPv6DestUnreach, 0), "address-unreachable": (ICMPv6DestUnreach, 3),
+                "port-unreachable": (ICMPv6DestUnreach, 4), "time-exceeded": (ICMPv6TimeExceeded, 0)}
+    _ERRORS4 = {"no-route": (3, 0), "address-unreachable": (3, 1),
+                "port-unreachable": (3, 3), "time-exceeded": (11, 0)}
+
+    def icmp_error(self, offending: bytes, ethertype: int, error: str,
+                   iface: Interface) -> None:
+        """Answer a packet we could not deliver (RFC 4443 §2.4, RFC 1122 §3.2.2).
+
+        Never about an ICMP error, a multicast or an unspecified source.
+        """
+        if ethertype == ETH_P_IPV6:
+            original = IPv6(offending)
+            src = ipaddress.IPv6Address(original.src)
+            if src.is_unspecified or src.is_multicast or ipaddress.IPv6Address(
+                    original.dst).is_multicast:
+                return
+            icmp = original.getlayer(2) if original.nh == IPPROTO_ICMPV6 else None
+            if icmp is not None and getattr(icmp, "type", 128) < 128:
+                return
+            layer, code = self._ERRORS6[error]
+            our = iface.source_for(src)
+            quote = offending[:IPV6_MIN_MTU - 48]
+            self.send_ip(IPv6(src=str(our), dst=str(src)) / layer(code=code) / quote)
+        else:
+            original4 = IP(offending)
+            if original4.proto == IPPROTO_ICMP and ICMP in original4 and \
+                    original4[ICMP].type not in (0, 8):
+                return
+            if ipaddress.IPv4Address(original4.src).is_unspecified:
+                return
+            icmp_type, code = self._ERRORS4[error]
+            our4 = iface.source_for(ipaddress.IPv4Address(original4.src))
+            ihl = original4.ihl * 4
+            self.send_ip(IP(src=str(our4), dst=original4.src)
+                         / ICMP(type=icmp_type, code=code) / offending[:ihl + 8])
+
+
+# -- checks on received bytes ------------------------------------------------------------
+
+
+def _check_ipv6(l3: bytes) -> bytes:
+    """Validate the fixed IPv6 header against the bytes; return the packet, trimmed."""
+    if len(l3) < 40:
+        raise MalformedPacket("IPv6 header truncated")
+    if l3[0] >> 4 != 6:
+        raise MalformedPacket("IPv6 ethertype but IP version is not 6")
+    plen = int.from_bytes(l3[4:6], "big")
+    if 40 + plen > len(l3):
+        raise MalformedPacket(f"IPv6 payload length {plen} exceeds the "
+                              f"{len(l3) - 40} bytes received")
+    return l3[:40 + plen]
+
+
+def _check_ipv4(l3: bytes) -> bytes:
+    """Validate the IPv4 header (RFC 791, RFC 1122 §3.2.1.2); return the packet, trimmed."""
+    if len(l3) < 20:
+        raise MalformedPacket("IPv4 header truncated")
+    if l3[0] >> 4 != 4:
+        raise MalformedPacket("IPv4 ethertype but IP version is not 4")
+    ihl = (l3[0] & 0x0F) * 4
+    total = int.from_bytes(l3[2:4], "big")
+    if ihl < 20 or total < ihl or total > len(l3):
+        raise MalformedPacket(f"IPv4 lengths inconsistent (ihl {ihl}, total {total}, "
+                              f"received {len(l3)})")
+    if checksum(l3[:ihl]) != 0:
+        raise MalformedPacket("bad IPv4 header checksum")
+    return l3[:total]
+
+
+def _verify_checksum6(ip6: IPv6, upper: Packet, proto: int) -> None:
+    """Upper-layer checksum over the IPv6 pseudo-header (RFC 8200 §8.1)."""
+    data = bytes(upper)
+    if proto == IPPROTO_UDP and len(data) >= 8 and data[6:8] == b"\x00\x00":
+        raise MalformedPacket("UDP over IPv6 with a zero checksum")
+    if in6_chksum(proto, upper.underlayer, data) != 0:
+        raise MalformedPacket(f"bad {'UDP' if proto == IPPROTO_UDP else 'ICMPv6'} checksum")
+
+
+def _udp4_checksum(ip4: IP) -> int:
+    from scapy.layers.inet import in4_chksum
+
+    return in4_chksum(IPPROTO_UDP, ip4, bytes(ip4[UDP]))
+
+
+def _require_hop_limit_255(ip6: IPv6, what: str) -> None:
+    if ip6.hlim != 255:  # RFC 4861 §7.1: proves the sender is on the link
+        raise RemoteProtocolError(f"{what} with hop limit {ip6.hlim}, not 255")
+
+
+def _with_src(packet: Packet, src: str) -> Packet:
+    if "src" not in packet.fields:
+        packet = packet.copy()
+        packet.src = src
+    return packet
+
+
+def _describe_l3(l3: bytes, ethertype: int) -> str:
+    from .frames import describe
+
+    try:
+        return describe(Ether(type=ethertype) / (IPv6(l3) if ethertype == ETH_P_IPV6
+                                                  else IP(l3) if ethertype == ETH_P_IP
+                                                  else ARP(l3)))
+    except Exception:  # a summary must never hide the drop it describes
+        return f"{len(l3)} bytes"
+
+
+__all__ = ["Node", "UdpDatagram", "EchoReply", "IPerror"]

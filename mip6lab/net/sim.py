@@ -1,0 +1,103 @@
+"""The discrete-event simulator under the in-process network.
+
+Time is simulated and counted in whole microseconds (the resolution of a pcapng
+timestamp), so that no float rounding can make two runs differ. Events are kept in a
+heap ordered by (time, sequence number): two events due at the same microsecond run in
+the order they were scheduled, which makes a run with the same seed replay exactly.
+
+The simulator owns the only random source of a lab (``sim.random``, seeded). Every
+module that needs randomness -- loss on a link, a NAT's port choice, later SPIs and
+nonces -- draws from it, never from the global ``random`` module or the wall clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+US_PER_S = 1_000_000
+
+
+def seconds_to_us(seconds: float) -> int:
+    """Convert a duration in seconds (what users write) to simulator microseconds."""
+    return round(seconds * US_PER_S)
+
+
+@dataclass(order=True)
+class ScheduledCall:
+    """One pending event: call ``callback(*args)`` at ``time_us``."""
+
+    time_us: int
+    seq: int
+    callback: Callable[..., Any] = field(compare=False)
+    args: tuple = field(compare=False, default=())
+    label: str = field(compare=False, default="")
+    cancelled: bool = field(compare=False, default=False)
+
+    def cancel(self) -> None:
+        """Cancel the call; a cancelled call is skipped when its time comes."""
+        self.cancelled = True
+
+
+class Simulator:
+    """A clock, an event heap and a seeded random source."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.random = random.Random(seed)
+        self.now_us = 0
+        self._heap: list[ScheduledCall] = []
+        self._seq = 0
+        self.executed = 0
+
+    @property
+    def now(self) -> float:
+        """The current simulated time in seconds."""
+        return self.now_us / US_PER_S
+
+    def call_at(self, time_us: int, callback: Callable[..., Any], *args: Any,
+                label: str = "") -> ScheduledCall:
+        """Schedule ``callback(*args)`` at absolute time ``time_us``."""
+        if time_us < self.now_us:
+            raise ValueError(f"cannot schedule in the past ({time_us} < {self.now_us})")
+        self._seq += 1
+        call = ScheduledCall(time_us, self._seq, callback, args, label)
+        heapq.heappush(self._heap, call)
+        return call
+
+    def call_later(self, delay_s: float, callback: Callable[..., Any], *args: Any,
+                   label: str = "") -> ScheduledCall:
+        """Schedule ``callback(*args)`` ``delay_s`` simulated seconds from now."""
+        return self.call_at(self.now_us + seconds_to_us(delay_s), callback, *args,
+                            label=label)
+
+    def _drop_cancelled(self) -> None:
+        while self._heap and self._heap[0].cancelled:
+            heapq.heappop(self._heap)
+
+    def peek_time_us(self) -> int | None:
+        """Time of the next live event, or None when nothing is pending."""
+        self._drop_cancelled()
+        return self._heap[0].time_us if self._heap else None
+
+    def pending(self) -> int:
+        """Number of live pending events."""
+        return sum(1 for call in self._heap if not call.cancelled)
+
+    def step(self) -> ScheduledCall | None:
+        """Run the next live event; return it, or None when the heap is empty."""
+        self._drop_cancelled()
+        if not self._heap:
+            return None
+        call = heapq.heappop(self._heap)
+        self.now_us = call.time_us
+        self.executed += 1
+        call.callback(*call.args)
+        return call
+
+    def advance_to(self, time_us: int) -> None:
+        """Move the clock forward to ``time_us`` without running anything."""
+        if time_us > self.now_us:
+            self.now_us = time_us
