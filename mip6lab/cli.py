@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"mip6lab: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a capture file that cannot be written
+        print(f"mip6lab: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ class Events(list):
 
         A delivered frame is an arrow from the sender's column to the receiver's; a drop
         is an ``x`` in the column of the node (or link) that dropped it; a state change
-        is a ``*`` with its summary.
+        is a ``*`` with its summary. When ``nodes`` leaves out the sender of a delivered
+        frame, the delivery is a ``>`` in the receiver's column, labelled with the sender.
         """
         rows = [e for e in self if e.kind in ("rx", "drop", "error")
                 or (show_state and e.kind == "state")]
@@ -173,10 +174,12 @@ class Events(list):
                 label = e.summary
             elif e.node in column:
                 i = column[e.node]
-                mark = {"drop": "x", "error": "!", "state": "*"}[e.kind]
+                mark = {"rx": ">", "drop": "x", "error": "!", "state": "*"}[e.kind]
                 cells[i] = mark.ljust(width)
                 line = "".join(cells)
                 label = e.summary + (f"  [{e.reason}]" if e.reason else "")
+                if e.kind == "rx":  # the sender is not one of the columns shown
+                    label += f"  [from {e.peer}]"
             else:
                 continue
             lines.append(f"{e.time:<11.6f} {line.rstrip():<{len(nodes) * width}}  {label}")
@@ -227,6 +230,7 @@ class _LinkPcapNgWriter(RawPcapNgWriter):
         super().__init__(filename)
         self.interfaces2id = {}
         self.sync = False
+        self.linktype = LINKTYPE_ETHERNET  # every link carries Ethernet frames
 
     def _write_header(self, pkt) -> None:
         if not self.header_present:

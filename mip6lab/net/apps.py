@@ -29,6 +29,7 @@ class Pinger:
     _sent_at: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        _check_schedule(self.count, self.interval, self.start)
         self.node.echo_listeners.append(self._reply)
         self.node.sim.call_later(self.start, self._send, label=f"{self.node.name} ping")
 
@@ -89,6 +90,7 @@ class UdpClient:
     sources: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        _check_schedule(self.count, self.interval, self.start)
         self.sport = self.sport or self.node.ephemeral_port()
         self.node.bind_udp(self.sport, self._datagram)
         self.node.sim.call_later(self.start, self._send, label=f"{self.node.name} udp")
@@ -114,3 +116,10 @@ class UdpClient:
         self.sources.add(f"{datagram.src}:{datagram.sport}")
         self.node.announce("app", f"UDP answer {number} from {datagram.src}:"
                            f"{datagram.sport}", number=number)
+
+
+def _check_schedule(count: int, interval: float, start: float) -> None:
+    if count < 1:
+        raise ValueError(f"count must be at least 1, not {count}")
+    if interval <= 0 or start < 0:
+        raise ValueError("interval must be positive and start not negative")

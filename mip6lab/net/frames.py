@@ -90,7 +90,19 @@ def _ip_label(ip: Packet) -> str:
 
 
 def describe(frame: bytes | Packet) -> str:
-    """A one-line, human label for a frame: what a student wants to read in a ladder."""
+    """A one-line, human label for a frame: what a student wants to read in a ladder.
+
+    Never raises: a frame too short or too broken for scapy (bad input is data, and the
+    trace records it) is labelled by its length.
+    """
+    try:
+        return _describe(frame)
+    except Exception:
+        size = len(frame) if isinstance(frame, (bytes, bytearray)) else len(bytes(frame))
+        return f"undecodable frame, {size} bytes"
+
+
+def _describe(frame: bytes | Packet) -> str:
     pkt = dissect(frame) if isinstance(frame, (bytes, bytearray)) else frame
     if ARP in pkt:
         arp = pkt[ARP]
@@ -99,8 +111,14 @@ def describe(frame: bytes | Packet) -> str:
         return f"ARP {arp.psrc} is-at {arp.hwsrc}"
     if IPv6 in pkt:
         ip = pkt[IPv6]
+        # An error first: it quotes the packet it is about, whose layers scapy also finds.
+        for layer, name in ((ICMPv6DestUnreach, "destination unreachable"),
+                            (ICMPv6TimeExceeded, "time exceeded"),
+                            (ICMPv6ParamProblem, "parameter problem")):
+            if layer in pkt:
+                return f"ICMPv6 {name} code={pkt[layer].code} {_ip_label(ip)}"
         if ICMPv6ND_RA in pkt:
-            prefixes = [f"{o.prefix}/{o.prefixlen}" for o in _options(pkt, ICMPv6NDOptPrefixInfo)]
+            prefixes = [f"{o.prefix}/{o.prefixlen}" for o in options_of(pkt, ICMPv6NDOptPrefixInfo)]
             return f"RA {ip.src} prefix {', '.join(prefixes) or '-'}"
         if ICMPv6ND_RS in pkt:
             return f"RS {_ip_label(ip)}"
@@ -113,11 +131,6 @@ def describe(frame: bytes | Packet) -> str:
             if layer in pkt:
                 echo = pkt[layer]
                 return f"ICMPv6 {name} {_ip_label(ip)} id={echo.id} seq={echo.seq}"
-        for layer, name in ((ICMPv6DestUnreach, "destination unreachable"),
-                            (ICMPv6TimeExceeded, "time exceeded"),
-                            (ICMPv6ParamProblem, "parameter problem")):
-            if layer in pkt:
-                return f"ICMPv6 {name} code={pkt[layer].code} {_ip_label(ip)}"
         if UDP in pkt:
             udp = pkt[UDP]
             return (f"UDP [{ip.src}]:{udp.sport} → [{ip.dst}]:{udp.dport} "
@@ -140,7 +153,8 @@ def describe(frame: bytes | Packet) -> str:
     return pkt.summary()
 
 
-def _options(pkt: Packet, option_class: type) -> list[Packet]:
+def options_of(pkt: Packet, option_class: type) -> list[Packet]:
+    """Every layer of ``option_class`` in ``pkt``, in order (ND options repeat)."""
     found = []
     layer = pkt.getlayer(option_class)
     while layer is not None:

@@ -56,6 +56,7 @@ class Interface:
         self.addresses6: list[Address6] = [
             Address6(ipaddress.IPv6Interface(f"{self.link_local}/64"), "link-local")]
         self.addresses4: list[ipaddress.IPv4Interface] = []
+        self.ethernet_headers: dict[tuple[str, int], bytes] = {}
 
     @property
     def fullname(self) -> str:

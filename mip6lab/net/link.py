@@ -130,8 +130,10 @@ class Link:
             self.stats["reordered"] += 1
         receivers = self._receivers(sender, dst_mac)
         if not receivers:
-            trace.emit(node, "link", "drop", tx.summary, link=self.name, packet=frame,
-                       reason=f"no station with MAC {dst_mac} on {self.name}")
+            if not is_multicast_mac(dst_mac):  # a multicast nobody hears is no loss
+                trace.emit(node, "link", "drop", tx.summary, link=self.name,
+                           packet=frame, reason=f"no station with MAC {dst_mac} on "
+                           f"{self.name}")
             return
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         sim.call_at(arrival, self._arrive, sender, receivers, frame, copies,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from .frames import ETH_P_IP
+from .node import _dissect
 from .interface import Interface
 from .router import Router
 from .sim import ScheduledCall, seconds_to_us
@@ -66,6 +67,8 @@ class Nat44:
                  filtering: str = "address-and-port-dependent",
                  refresh_on_inbound: bool = False,
                  port_range: tuple[int, int] = (1024, 65535)) -> None:
+        if mapping_timeout <= 0:
+            raise ValueError("mapping_timeout must be positive")
         if filtering not in FILTERING:
             raise ValueError(f"filtering is one of {FILTERING}")
         self.router = router
@@ -98,15 +101,15 @@ class Nat44:
         """Post-routing: translate the source of IPv4 leaving by the outside interface."""
         if iface.name != self.outside or l3[0] >> 4 != 4:
             return l3
-        ip = IP(l3)
+        ip = _dissect(IP, l3, "IPv4 packet")
         public = self.public_address
         if ipaddress.IPv4Address(ip.src) == public:
             return l3  # the router's own traffic
         protocol, port = _endpoint(ip, "src")
         if protocol is None:
             self.stats["dropped_out"] += 1
-            self.router.drop("nat", f"protocol {ip.proto} cannot be translated by NAPT", l3,
-                             ethertype=ETH_P_IP)
+            self.router.drop("nat", f"{_untranslatable(ip)} cannot be translated by NAPT",
+                             l3, ethertype=ETH_P_IP)
             return None
         inside = (ipaddress.IPv4Address(ip.src), port)
         mapping = self.mappings.get((protocol, *inside))
@@ -115,7 +118,9 @@ class Nat44:
         now = self.router.sim.now_us
         mapping.last_used_us = now
         mapping.packets_out += 1
-        remote_port = _endpoint(ip, "dst")[1]
+        # An ICMP query has no remote port: the reply carries the identifier the NAT put
+        # in the request (RFC 5508 §3.1), which is what the inbound filter compares.
+        remote_port = mapping.outside_port if protocol == "icmp" else _endpoint(ip, "dst")[1]
         mapping.remotes.add((ipaddress.IPv4Address(ip.dst), remote_port))
         self.stats["translated_out"] += 1
         ip.src = str(public)
@@ -126,13 +131,13 @@ class Nat44:
         """Pre-routing: translate the destination of IPv4 arriving at the public address."""
         if iface.name != self.outside or l3[0] >> 4 != 4:
             return l3
-        ip = IP(l3)
+        ip = _dissect(IP, l3, "IPv4 packet")
         if ipaddress.IPv4Address(ip.dst) != self.public_address:
             return l3
         protocol, port = _endpoint(ip, "dst")
         mapping = self.by_port.get((protocol, port)) if protocol else None
         if mapping is None:
-            if protocol == "icmp" and ip[ICMP].type == 8:
+            if protocol == "icmp" and ip[ICMP].type == 8 and not (ip.frag or ip.flags.MF):
                 return l3  # an echo request to the router itself
             self.stats["dropped_in"] += 1
             self.router.drop("nat", f"no NAT mapping for {protocol or ip.proto}/{port}", l3,
@@ -247,12 +252,29 @@ class NatRouter(Router):
 def _endpoint(ip: IP, which: str) -> tuple[str | None, int]:
     """(protocol name, port or ICMP echo identifier) of one side of a packet."""
     protocol = PROTOCOL_NAMES.get(ip.proto)
+    if ip.frag or ip.flags.MF:
+        return None, 0  # a fragment: no reassembly here, so no port to translate
     if protocol in ("udp", "tcp"):
-        layer = ip[UDP] if protocol == "udp" else ip[TCP]
+        layer = ip.getlayer(UDP if protocol == "udp" else TCP)
+        if layer is None:
+            return None, 0  # truncated transport header
         return protocol, layer.sport if which == "src" else layer.dport
-    if protocol == "icmp" and ip[ICMP].type in (0, 8):
-        return protocol, ip[ICMP].id
+    if protocol == "icmp":
+        icmp = ip.getlayer(ICMP)
+        if icmp is not None and icmp.type in (0, 8):
+            return protocol, icmp.id
     return None, 0
+
+
+def _untranslatable(ip: IP) -> str:
+    """What a packet that :func:`_endpoint` cannot map is, for the drop reason."""
+    if ip.frag or ip.flags.MF:
+        return "an IPv4 fragment"
+    if ip.proto in (6, 17) and ip.getlayer(UDP if ip.proto == 17 else TCP) is None:
+        return f"a truncated {PROTOCOL_NAMES[ip.proto].upper()} header"
+    if ip.proto == 1 and ip.getlayer(ICMP) is not None:
+        return f"ICMP type {ip[ICMP].type}"
+    return f"protocol {ip.proto}"
 
 
 def _set_port(ip: IP, which: str, port: int) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from scapy.layers.inet import ICMP, IP, UDP, IPerror
+from scapy.layers.inet import ICMP, IP, UDP, in4_chksum
 from scapy.layers.inet6 import (
     ICMPv6DestUnreach,
     ICMPv6EchoReply,
@@ -52,7 +52,8 @@ from scapy.packet import Packet
 from scapy.utils import checksum
 
 from ..errors import MalformedPacket, RemoteProtocolError
-from .frames import ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, BROADCAST_MAC
+from .frames import (BROADCAST_MAC, ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+                     multicast_mac)
 from .interface import Interface, IPAddress, RoutingTable
 from .neighbor import NeighborTable
 
@@ -63,6 +64,7 @@ IPPROTO_ICMP = 1
 IPPROTO_UDP = 17
 IPPROTO_ICMPV6 = 58
 IPV6_MIN_MTU = 1280
+_BROADCAST4 = ipaddress.IPv4Address("255.255.255.255")
 
 # A hook sees the IP packet as bytes with the interface it came in on / leaves by, and
 # returns the (possibly rewritten) bytes, or None when it consumed or dropped the packet.
@@ -112,6 +114,7 @@ class Node:
         self.udp_ports: dict[int, Callable[[UdpDatagram], None]] = {}
         self.echo_listeners: list[Callable[[EchoReply], None]] = []
         self.link_listeners: list[Callable[[Interface, bool], None]] = []
+        self.ipsec: Any = None   # an IPsecStack plugs itself in here (mip6lab.ipsec)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -217,6 +220,9 @@ class Node:
         dst_mac = ":".join("%02x" % b for b in frame[:6])
         if dst_mac != iface.mac and dst_mac != BROADCAST_MAC and not frame[0] & 1:
             raise RemoteProtocolError(f"frame for {dst_mac}, not {iface.mac}")
+        if frame[0] & 1 and dst_mac.startswith("33:33:") and \
+                dst_mac not in {multicast_mac(g) for g in iface.groups6()}:
+            return  # the network card's multicast filter: a group we did not join
         ethertype = int.from_bytes(frame[12:14], "big")
         l3 = frame[ETH_HEADER_LEN:]
         if ethertype == ETH_P_IPV6:
@@ -224,7 +230,8 @@ class Node:
         elif ethertype == ETH_P_IP:
             self.receive_ipv4(iface, _check_ipv4(l3))
         elif ethertype == ETH_P_ARP:
-            parsed = Ether(frame)
+            _check_arp(l3)
+            parsed = _dissect(Ether, frame, "ARP packet")
             if ARP not in parsed:
                 raise MalformedPacket("truncated ARP packet")
             self.neighbors.receive_arp(iface, parsed)
@@ -238,7 +245,11 @@ class Node:
                 return
         dst = ipaddress.IPv6Address(l3[24:40])
         if self.is_local6(iface, dst):
-            self.deliver_ipv6(iface, IPv6(l3))
+            if self.ipsec is not None:
+                l3 = self.ipsec.input(iface, l3)
+                if l3 is None:
+                    return
+            self.deliver_ipv6(iface, _dissect(IPv6, l3, "IPv6 packet"))
         elif self.forwarding and not dst.is_multicast and not dst.is_link_local:
             self.forward(iface, l3, 6)
         else:
@@ -252,7 +263,11 @@ class Node:
                 return
         dst = ipaddress.IPv4Address(l3[16:20])
         if self.is_local4(iface, dst):
-            self.deliver_ipv4(iface, IP(l3))
+            if self.ipsec is not None:
+                l3 = self.ipsec.input(iface, l3)
+                if l3 is None:
+                    return
+            self.deliver_ipv4(iface, _dissect(IP, l3, "IPv4 packet"))
         elif self.forwarding:
             self.forward(iface, l3, 4)
         else:
@@ -290,11 +305,17 @@ class Node:
 
     def deliver_ipv4(self, iface: Interface, ip4: IP) -> None:
         proto = ip4.proto
+        if ip4.frag or ip4.flags.MF:
+            raise RemoteProtocolError("IPv4 fragment: reassembly is not supported")
         if proto == IPPROTO_ICMP:
+            if ICMP not in ip4 or len(ip4[ICMP]) < 8:
+                raise MalformedPacket("truncated ICMP header")
             if checksum(bytes(ip4.payload)) != 0:
                 raise MalformedPacket("bad ICMP checksum")
             self.receive_icmp(iface, ip4)
         elif proto == IPPROTO_UDP:
+            if UDP not in ip4 or len(ip4[UDP]) < 8:
+                raise MalformedPacket("truncated UDP header")
             udp = ip4[UDP]
             if udp.chksum != 0 and _udp4_checksum(ip4) != 0:
                 raise MalformedPacket("bad UDP checksum")
@@ -325,7 +346,12 @@ class Node:
         elif isinstance(icmp, ICMPv6EchoRequest):
             src = ipaddress.IPv6Address(ip6.src)
             dst = ipaddress.IPv6Address(ip6.dst)
+            if src.is_unspecified:
+                raise RemoteProtocolError(f"echo request from {src}: nobody to answer")
             reply_src = dst if not dst.is_multicast else iface.source_for(src)
+            if reply_src is None:
+                raise RemoteProtocolError(f"echo request to {dst}: no address on "
+                                          f"{iface.name} to answer {src} from")
             self.send_ip(IPv6(src=str(reply_src), dst=str(src))
                          / ICMPv6EchoReply(id=icmp.id, seq=icmp.seq, data=icmp.data),
                          iface=iface if src.is_link_local else None)
@@ -362,7 +388,14 @@ class Node:
     def receive_icmp(self, iface: Interface, ip4: IP) -> None:
         icmp = ip4[ICMP]
         if icmp.type == 8:
-            self.send_ip(IP(src=ip4.dst, dst=ip4.src)
+            src4, dst4 = ipaddress.IPv4Address(ip4.src), ipaddress.IPv4Address(ip4.dst)
+            if src4.is_unspecified or src4.is_multicast or src4 == _BROADCAST4:
+                raise RemoteProtocolError(f"echo request from {src4}: nobody to answer")
+            reply_src = dst4 if self.owns(dst4) else iface.source_for(src4)  # broadcast
+            if reply_src is None:
+                raise RemoteProtocolError(f"echo request to {dst4}: no address on "
+                                          f"{iface.name} to answer {src4} from")
+            self.send_ip(IP(src=str(reply_src), dst=ip4.src)
                          / ICMP(type=0, id=icmp.id, seq=icmp.seq) / bytes(icmp.payload))
         elif icmp.type == 0:
             self._echo_reply(ip4.src, icmp.id, icmp.seq, bytes(icmp.payload))
@@ -387,8 +420,7 @@ class Node:
             self.icmp_error(l3, ethertype, "time-exceeded", iface_in)
             return
         dst = ipaddress.ip_address(l3[24:40] if version == 6 else l3[16:20])
-        route = self.routes.lookup(dst)
-        if route is None:
+        if self.routes.lookup(dst) is None:
             self.drop("ip", f"no route to {dst}", l3, ethertype=ethertype)
             self.icmp_error(l3, ethertype, "no-route", iface_in)
             return
@@ -398,7 +430,28 @@ class Node:
             ihl = (out[0] & 0x0F) * 4
             out[10:12] = b"\x00\x00"
             out[10:12] = checksum(bytes(out[:ihl])).to_bytes(2, "big")
-        self.output(bytes(out), route.interface, route.gateway or dst, ethertype)
+        self.route_out(bytes(out))
+
+    def route_out(self, l3: bytes, protect: bool = True) -> bool:
+        """Send an IP packet by the routing table, through IPsec output processing first
+        (RFC 4301 §5.1) when the node has IPsec. False if it could not go."""
+        packets = [l3]
+        if protect and self.ipsec is not None:
+            packets = self.ipsec.output(l3)
+            if packets is None:
+                return False
+        sent = False
+        for packet in packets:
+            version = packet[0] >> 4
+            ethertype = ETH_P_IPV6 if version == 6 else ETH_P_IP
+            dst = ipaddress.ip_address(packet[24:40] if version == 6 else packet[16:20])
+            route = self.routes.lookup(dst)
+            if route is None:
+                self.drop("ip", f"no route to {dst}", packet, ethertype=ethertype)
+                continue
+            self.output(packet, route.interface, route.gateway or dst, ethertype)
+            sent = True
+        return sent
 
     # -- output ----------------------------------------------------------------------------
 
@@ -407,11 +460,14 @@ class Node:
         """Send a scapy IPv6 or IP packet built by this node. False if it could not go.
 
         The source address is chosen when the packet does not set one (scapy would
-        otherwise ask the host machine's routing table).
+        otherwise ask the host machine's routing table). A packet sent on an explicit
+        interface (Neighbor Discovery, router discovery, link-local answers) leaves
+        by it directly; any other goes through IPsec output processing and routing.
         """
         version = 6 if isinstance(packet, IPv6) else 4
         ethertype = ETH_P_IPV6 if version == 6 else ETH_P_IP
         dst = ipaddress.ip_address(packet.dst)
+        explicit = iface is not None
         if iface is None:
             route = self.routes.lookup(dst)
             if route is None:
@@ -428,6 +484,8 @@ class Node:
                           ethertype=ethertype)
                 return False
             packet.src = str(src)
+        if self.ipsec is not None and not explicit:
+            return self.route_out(bytes(packet))
         self.output(bytes(packet), iface.name, nexthop, ethertype)
         return True
 
@@ -447,7 +505,11 @@ class Node:
         if iface.link is None:
             self.drop("link", f"{iface.name} is not attached", l3, ethertype=ethertype)
             return
-        header = bytes(Ether(src=iface.mac, dst=dst_mac, type=ethertype))
+        key = (dst_mac, ethertype)
+        header = iface.ethernet_headers.get(key)
+        if header is None:  # built by scapy once per destination, then reused
+            header = iface.ethernet_headers[key] = bytes(
+                Ether(src=iface.mac, dst=dst_mac, type=ethertype))
         iface.link.transmit(iface, header + l3, dst_mac)
 
     # -- applications' API -----------------------------------------------------------------
@@ -496,33 +558,60 @@ class Node:
                    iface: Interface) -> None:
         """Answer a packet we could not deliver (RFC 4443 §2.4, RFC 1122 §3.2.2).
 
-        Never about an ICMP error, a multicast or an unspecified source.
+        Never about an ICMP error, a multicast or broadcast, an unspecified source, a
+        non-first IPv4 fragment, nor a packet this node sent itself (the drop event
+        already says why it did not go). The offending packet is read as bytes, not
+        dissected: whatever it holds, the answer cannot fail on it.
         """
         if ethertype == ETH_P_IPV6:
-            original = IPv6(offending)
-            src = ipaddress.IPv6Address(original.src)
-            if src.is_unspecified or src.is_multicast or ipaddress.IPv6Address(
-                    original.dst).is_multicast:
+            if len(offending) < 40:
                 return
-            icmp = original.getlayer(2) if original.nh == IPPROTO_ICMPV6 else None
-            if icmp is not None and getattr(icmp, "type", 128) < 128:
+            src = ipaddress.IPv6Address(offending[8:24])
+            dst = ipaddress.IPv6Address(offending[24:40])
+            if src.is_unspecified or src.is_multicast or dst.is_multicast or self.owns(src):
+                return
+            if offending[6] == IPPROTO_ICMPV6 and len(offending) > 40 and offending[40] < 128:
+                return  # an ICMPv6 error message (types 0-127)
+            our = self._error_source(iface, src)
+            if our is None:
                 return
             layer, code = self._ERRORS6[error]
-            our = iface.source_for(src)
             quote = offending[:IPV6_MIN_MTU - 48]
             self.send_ip(IPv6(src=str(our), dst=str(src)) / layer(code=code) / quote)
         else:
-            original4 = IP(offending)
-            if original4.proto == IPPROTO_ICMP and ICMP in original4 and \
-                    original4[ICMP].type not in (0, 8):
+            if len(offending) < 20:
                 return
-            if ipaddress.IPv4Address(original4.src).is_unspecified:
+            ihl = (offending[0] & 0x0F) * 4
+            src4 = ipaddress.IPv4Address(offending[12:16])
+            dst4 = ipaddress.IPv4Address(offending[16:20])
+            if src4.is_unspecified or src4.is_multicast or src4 == _BROADCAST4 \
+                    or dst4.is_multicast or dst4 == _BROADCAST4 or self.owns(src4) \
+                    or any(dst4 == a.network.broadcast_address for a in iface.addresses4):
+                return
+            if int.from_bytes(offending[6:8], "big") & 0x1FFF:
+                return  # not the first fragment
+            if offending[9] == IPPROTO_ICMP and len(offending) > ihl \
+                    and offending[ihl] not in (0, 8):
+                return  # an ICMP error (only echoes are answered with errors here)
+            our4 = self._error_source(iface, src4)
+            if our4 is None:
                 return
             icmp_type, code = self._ERRORS4[error]
-            our4 = iface.source_for(ipaddress.IPv4Address(original4.src))
-            ihl = original4.ihl * 4
-            self.send_ip(IP(src=str(our4), dst=original4.src)
+            self.send_ip(IP(src=str(our4), dst=str(src4))
                          / ICMP(type=icmp_type, code=code) / offending[:ihl + 8])
+
+    def _error_source(self, iface: Interface, dst: IPAddress) -> IPAddress | None:
+        """Source of an ICMP error to ``dst``: an address of ``iface`` if it has one of
+        the right family and scope, else one of another interface, else None."""
+        our = iface.source_for(dst)
+        if our is not None:
+            return our
+        for other in self.interfaces.values():
+            candidate = other.source_for(dst)
+            if candidate is not None and (dst.version == 4
+                                          or candidate.is_link_local == dst.is_link_local):
+                return candidate
+        return None
 
 
 # -- checks on received bytes ------------------------------------------------------------
@@ -534,11 +623,31 @@ def _check_ipv6(l3: bytes) -> bytes:
         raise MalformedPacket("IPv6 header truncated")
     if l3[0] >> 4 != 6:
         raise MalformedPacket("IPv6 ethertype but IP version is not 6")
+    if l3[8] == 0xFF:  # RFC 4291 §2.7: never a source
+        raise MalformedPacket("IPv6 source address is multicast")
     plen = int.from_bytes(l3[4:6], "big")
     if 40 + plen > len(l3):
         raise MalformedPacket(f"IPv6 payload length {plen} exceeds the "
                               f"{len(l3) - 40} bytes received")
     return l3[:40 + plen]
+
+
+def _check_arp(l3: bytes) -> None:
+    """Only Ethernet/IPv4 ARP (RFC 826 with htype 1, ptype 0x0800, 6 and 4 byte lengths)."""
+    if len(l3) < 28:
+        raise MalformedPacket("truncated ARP packet")
+    if l3[0:2] != b"\x00\x01" or l3[2:4] != b"\x08\x00" or l3[4] != 6 or l3[5] != 4:
+        raise MalformedPacket(f"ARP for hardware type {int.from_bytes(l3[0:2], 'big')}, "
+                              f"protocol 0x{int.from_bytes(l3[2:4], 'big'):04x}, "
+                              f"lengths {l3[4]}/{l3[5]}: not Ethernet/IPv4")
+
+
+def _dissect(cls: type[Packet], data: bytes, what: str) -> Packet:
+    """scapy's dissection of bytes that passed our checks; its failure is bad input."""
+    try:
+        return cls(data)
+    except Exception as exc:
+        raise MalformedPacket(f"{what} does not dissect ({type(exc).__name__})") from exc
 
 
 def _check_ipv4(l3: bytes) -> bytes:
@@ -567,8 +676,6 @@ def _verify_checksum6(ip6: IPv6, upper: Packet, proto: int) -> None:
 
 
 def _udp4_checksum(ip4: IP) -> int:
-    from scapy.layers.inet import in4_chksum
-
     return in4_chksum(IPPROTO_UDP, ip4, bytes(ip4[UDP]))
 
 
@@ -595,4 +702,4 @@ def _describe_l3(l3: bytes, ethertype: int) -> str:
         return f"{len(l3)} bytes"
 
 
-__all__ = ["Node", "UdpDatagram", "EchoReply", "IPerror"]
+__all__ = ["Node", "UdpDatagram", "EchoReply"]

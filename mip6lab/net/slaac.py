@@ -31,7 +31,7 @@ from scapy.layers.inet6 import (
 from scapy.packet import Packet
 
 from ..errors import RemoteProtocolError
-from .frames import address_in_prefix
+from .frames import address_in_prefix, options_of
 from .interface import Address6, Interface
 from .node import Node
 from .sim import ScheduledCall, seconds_to_us
@@ -143,7 +143,7 @@ class Slaac:
         self._default_router(iface, attachment, src, ra.routerlifetime)
         first = not attachment.seen_ra
         attachment.seen_ra = True
-        for info in _prefix_options(ra):
+        for info in options_of(ra, ICMPv6NDOptPrefixInfo):
             self._prefix(iface, attachment, info)
         if first:
             self._detect_movement(iface, attachment, src)
@@ -164,6 +164,10 @@ class Slaac:
                                interface=iface.name, router=str(router))
 
     def _prefix(self, iface: Interface, attachment: Attachment, info: Packet) -> None:
+        if info.prefixlen > 128:  # bad input: the option is ignored, the RA is not
+            self.node.announce("slaac", f"prefix {info.prefix}/{info.prefixlen} ignored: "
+                               "prefix length over 128")
+            return
         prefix = ipaddress.IPv6Network(f"{info.prefix}/{info.prefixlen}", strict=False)
         if prefix.is_link_local or not info.A:
             return
@@ -257,14 +261,6 @@ class Host(Node):
             return  # hosts ignore solicitations (RFC 4861 §6.2.6 is for routers)
         else:
             super().receive_other_icmpv6(iface, ip6, icmp)
-
-
-def _prefix_options(ra: Packet) -> list[Packet]:
-    found, layer = [], ra.getlayer(ICMPv6NDOptPrefixInfo)
-    while layer is not None:
-        found.append(layer)
-        layer = layer.payload.getlayer(ICMPv6NDOptPrefixInfo)
-    return found
 
 
 def _deadline(now_us: int, lifetime: int) -> int | None:

@@ -51,7 +51,12 @@ class Scenario:
                                 f"it knows {', '.join(sorted(self.options)) or 'none'}")
         self.settings = {key: _convert(key, options.get(key, default), default)
                          for key, default in self.options.items()}
-        self.lab = Lab(seed=seed, build=self.build)
+        try:
+            self.lab = Lab(seed=seed, build=self.build)
+        except ScenarioError:
+            raise
+        except ValueError as exc:  # an option value the topology refuses (loss=2 ...)
+            raise ScenarioError(f"{self.name}: bad option value: {exc}") from exc
 
     def build(self, lab: Lab) -> None:
         raise NotImplementedError

@@ -1,0 +1,40 @@
+"""Run every benchmark of mip6lab and print results as ratios to baselines of the same run.
+
+    python benchmarks/run.py            # all benchmarks
+    python benchmarks/run.py network    # only those whose name contains "network"
+
+Each benchmark module defines ``run() -> list[Result]``. A result names its baseline,
+measured in the same process just before or after, so the ratio means something on any
+machine. No target here is a test: targets are printed beside the ratio.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import Result  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv[1:] or [""]
+    modules = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    selected = [m for m in modules if any(w in m for w in wanted)]
+    if not selected:
+        print(f"no benchmark matches {wanted}; there are: {', '.join(modules)}")
+        return 2
+    for name in selected:
+        module = importlib.import_module(name)
+        print(f"== {name}: {module.__doc__.strip().splitlines()[0]}")
+        results: list[Result] = module.run()
+        for result in results:
+            print("   " + result.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
