@@ -1,0 +1,1 @@
+"""Cryptographic transforms for ESP and IKEv2, all over `cryptography`."""

@@ -1,0 +1,92 @@
+"""The Peer Authorization Database (RFC 4301 §4.4.3).
+
+The PAD links the SPD to IKE: for each peer it says how the peer is identified (an ID
+of RFC 7296 §3.5 type and value), how it must authenticate (a pre-shared key, or a
+certificate under a trust anchor), and which addresses it may negotiate child SAs for
+(§4.4.3.1 and §4.4.3.2). It is where a home agent ties a mobile node's IKE identity
+to its home address, so that MN A cannot use its SA to send a Binding Update for MN B's
+HoA (RFC 4877 §4.2 and §5: "the home address ... MUST be bound to the identity").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..net.interface import IPAddress, IPNetwork
+
+ID_TYPES = {"ipv4": 1, "fqdn": 2, "rfc822": 3, "ipv6": 5, "der_asn1_dn": 9, "key_id": 11}
+
+
+@dataclass
+class PeerAuthorizationEntry:
+    """One PAD entry: identity, authentication, what the peer may ask for."""
+
+    id_type: str                                   # "fqdn", "rfc822", "ipv4", ...
+    identity: str                                  # the ID value ("mn1@mip6lab.example")
+    auth_method: str = "psk"                       # "psk" or "certificate"
+    psk: bytes | None = None
+    trust_anchor: Any = None                       # a cryptography x509 certificate
+    allowed: list[IPNetwork] = field(default_factory=list)  # addresses for child SAs
+    home_addresses: list[IPAddress] = field(default_factory=list)  # bound HoAs (MIP6)
+
+    def __post_init__(self) -> None:
+        if self.id_type not in ID_TYPES:
+            raise ValueError(f"id_type is one of {', '.join(ID_TYPES)}")
+        if self.auth_method not in ("psk", "certificate"):
+            raise ValueError("auth_method is psk or certificate")
+        self.allowed = [ipaddress.ip_network(a, strict=False) for a in self.allowed]
+        self.home_addresses = [ipaddress.ip_address(a) for a in self.home_addresses]
+
+    def matches(self, id_type: str, identity: str) -> bool:
+        if id_type != self.id_type:
+            return False
+        if self.id_type in ("fqdn", "rfc822"):  # DNS names compare case-insensitively
+            return identity.lower() == self.identity.lower()
+        return identity == self.identity
+
+    def authorizes(self, address: IPAddress) -> bool:
+        """May this peer have SAs (and SPD entries) for ``address``?"""
+        address = ipaddress.ip_address(address)
+        return address in self.home_addresses or any(
+            address.version == net.version and address in net for net in self.allowed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": f"{self.id_type}:{self.identity}", "auth": self.auth_method,
+                "allowed": [str(n) for n in self.allowed],
+                "home_addresses": [str(a) for a in self.home_addresses]}
+
+
+class PeerAuthorizationDatabase:
+    """An ordered PAD, searched by identity."""
+
+    def __init__(self) -> None:
+        self.entries: list[PeerAuthorizationEntry] = []
+
+    def __iter__(self):
+        return iter(list(self.entries))
+
+    def add(self, entry: PeerAuthorizationEntry) -> PeerAuthorizationEntry:
+        self.entries.append(entry)
+        return entry
+
+    def lookup(self, id_type: str, identity: str) -> PeerAuthorizationEntry | None:
+        return next((e for e in self.entries if e.matches(id_type, identity)), None)
+
+    def bind_home_address(self, id_type: str, identity: str, address: IPAddress) -> None:
+        """Tie ``address`` to the peer (the HA learns a MN's HoA, RFC 4877 §7.1)."""
+        entry = self.lookup(id_type, identity)
+        if entry is None:
+            raise KeyError(f"no PAD entry for {id_type}:{identity}")
+        address = ipaddress.ip_address(address)
+        if address not in entry.home_addresses:
+            entry.home_addresses.append(address)
+
+    def owner_of(self, address: IPAddress) -> PeerAuthorizationEntry | None:
+        """The peer a home address is bound to, if any."""
+        address = ipaddress.ip_address(address)
+        return next((e for e in self.entries if address in e.home_addresses), None)
+
+    def table(self) -> list[dict[str, Any]]:
+        return [e.as_dict() for e in self.entries]

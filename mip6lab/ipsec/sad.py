@@ -1,0 +1,222 @@
+"""The Security Association Database (RFC 4301 §4.4.2).
+
+A :class:`SecurityAssociation` holds what RFC 4301 §4.4.2.1 lists: the SPI, the
+sequence number counter (64-bit, sent as 32 unless extended sequence numbers are on),
+the anti-replay window, the cipher suite and keys, the lifetimes (soft and hard, in
+time and in bytes, the first to run out winning), the mode, the tunnel endpoints, the
+UDP encapsulation ports of RFC 3948, and the selectors of the policy it was made for
+(checked on inbound packets after decryption, §5.2 step 4).
+
+The SAD is plain data: it never sends anything. Lifetimes are checked against the time
+the caller passes in (sans-I/O); an SA that reaches a lifetime reports it once per kind
+and the key engine turns that into an EXPIRE message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..crypto.esp_suites import CipherSuite, make_suite, suite_spec
+from ..net.interface import IPAddress
+from .replay import ReplayWindow
+
+MAX_SEQ_32 = 0xFFFFFFFF
+MAX_SEQ_64 = 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass
+class Lifetime:
+    """Soft and hard limits, in seconds and in bytes; None means no limit."""
+
+    soft_seconds: float | None = None
+    hard_seconds: float | None = None
+    soft_bytes: int | None = None
+    hard_bytes: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class SecurityAssociation:
+    """One direction of an ESP security association."""
+
+    spi: int
+    direction: str                       # "in" or "out"
+    src: IPAddress                       # outer source (tunnel) / peer addresses
+    dst: IPAddress
+    suite: str                           # strongSwan keyword: "aes128gcm16", ...
+    enc_key: bytes
+    integ_key: bytes = b""
+    mode: str = "transport"              # "transport" or "tunnel"
+    esn: bool = False
+    replay_window_size: int = 64
+    encap: tuple[int, int] | None = None  # (source port, destination port) of UDP
+    lifetime: Lifetime = field(default_factory=Lifetime)
+    selectors: Any = None                # the policy's selectors, for the inbound check
+    reqid: int = 0                       # ties the SA to its policy (PF_KEY sadb_x_sa2)
+    created_us: int = 0
+    state: str = "mature"                # "larval" (GETSPI), "mature", "dying", "dead"
+    seq: int = 0                         # outbound: the last sequence number used
+    bytes_processed: int = 0
+    packets: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    expired: set[str] = field(default_factory=set)   # "soft", "hard" already reported
+    _cipher: CipherSuite | None = field(default=None, repr=False, compare=False)
+    replay: ReplayWindow | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("in", "out"):
+            raise ValueError("direction is 'in' or 'out'")
+        if self.mode not in ("transport", "tunnel"):
+            raise ValueError("mode is 'transport' or 'tunnel'")
+        if not 0 < self.spi <= 0xFFFFFFFF or self.spi < 256:
+            raise ValueError("SPI must be in 256..2^32-1 (RFC 4303 §2.1)")
+        self.src = ipaddress.ip_address(self.src)
+        self.dst = ipaddress.ip_address(self.dst)
+        if self.src.version != self.dst.version:
+            raise ValueError("SA endpoints must be of one address family")
+        suite_spec(self.suite)  # fail early on an unknown suite
+        if self.state != "larval":
+            self.cipher  # noqa: B018 - key lengths are checked when the cipher is made
+        self.replay = ReplayWindow(self.replay_window_size, self.esn)
+        self.spi_bytes = self.spi.to_bytes(4, "big")
+        self.seq_limit = MAX_SEQ_64 if self.esn else MAX_SEQ_32
+
+    @property
+    def cipher(self) -> CipherSuite:
+        if self._cipher is None:
+            self._cipher = make_suite(self.suite, self.enc_key, self.integ_key)
+        return self._cipher
+
+    def next_seq(self) -> int:
+        """The next outbound sequence number; refuse to cycle (RFC 4303 §3.3.3)."""
+        limit = MAX_SEQ_64 if self.esn else MAX_SEQ_32
+        if self.seq >= limit:
+            raise SaExhausted(f"SA 0x{self.spi:08x}: sequence number space exhausted; "
+                              "a new SA is needed")
+        self.seq += 1
+        return self.seq
+
+    def count(self, nbytes: int) -> None:
+        self.packets += 1
+        self.bytes_processed += nbytes
+
+    def count_error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def lifetime_reached(self, now_us: int) -> str | None:
+        """``"hard"`` or ``"soft"`` when a limit is newly reached, else None."""
+        age = (now_us - self.created_us) / 1e6
+        lt = self.lifetime
+        for kind, seconds, nbytes in (("hard", lt.hard_seconds, lt.hard_bytes),
+                                      ("soft", lt.soft_seconds, lt.soft_bytes)):
+            if kind in self.expired:
+                continue
+            if (seconds is not None and age >= seconds) or \
+                    (nbytes is not None and self.bytes_processed >= nbytes):
+                self.expired.add(kind)
+                if kind == "hard":
+                    self.expired.add("soft")
+                    self.state = "dead"
+                else:
+                    self.state = "dying"
+                return kind
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A readable row for notebooks and ``DUMP``; keys shown as hex."""
+        return {
+            "spi": f"0x{self.spi:08x}", "direction": self.direction,
+            "src": str(self.src), "dst": str(self.dst), "mode": self.mode,
+            "suite": self.suite, "enc_key": self.enc_key.hex(),
+            "integ_key": self.integ_key.hex(), "esn": self.esn,
+            "replay_window": self.replay_window_size,
+            "encap": f"udp {self.encap[0]}->{self.encap[1]}" if self.encap else None,
+            "seq": self.seq if self.direction == "out" else self.replay.top,
+            "packets": self.packets, "bytes": self.bytes_processed,
+            "errors": dict(self.errors), "lifetime": self.lifetime.as_dict(),
+            "state": self.state, "reqid": self.reqid,
+        }
+
+
+class SaExhausted(Exception):
+    """The outbound sequence number would cycle: the SA must be replaced."""
+
+
+class SecurityAssociationDatabase:
+    """The SAD of one node.
+
+    Inbound SAs are found by SPI alone, as RFC 4301 §4.1 allows for unicast (the SPI
+    was chosen by this node, so it is unique here); outbound SAs by (SPI, destination),
+    since different peers may choose the same SPI.
+    """
+
+    def __init__(self) -> None:
+        self._inbound: dict[int, SecurityAssociation] = {}
+        self._outbound: dict[tuple[int, IPAddress], SecurityAssociation] = {}
+
+    @staticmethod
+    def _key(sa: SecurityAssociation):
+        return sa.spi if sa.direction == "in" else (sa.spi, sa.dst)
+
+    def _table(self, direction: str) -> dict:
+        return self._inbound if direction == "in" else self._outbound
+
+    def __iter__(self) -> Iterator[SecurityAssociation]:
+        return iter(list(self._inbound.values()) + list(self._outbound.values()))
+
+    def __len__(self) -> int:
+        return len(self._inbound) + len(self._outbound)
+
+    def add(self, sa: SecurityAssociation) -> None:
+        table, key = self._table(sa.direction), self._key(sa)
+        if key in table:
+            raise KeyError(f"an {sa.direction}bound SA with SPI 0x{sa.spi:08x} exists")
+        table[key] = sa
+
+    def replace(self, sa: SecurityAssociation) -> None:
+        self._table(sa.direction)[self._key(sa)] = sa
+
+    def inbound(self, spi: int) -> SecurityAssociation | None:
+        """The inbound SA of ``spi`` (the per-packet lookup)."""
+        return self._inbound.get(spi)
+
+    def get(self, spi: int, direction: str = "in",
+            dst: IPAddress | None = None) -> SecurityAssociation | None:
+        if direction == "in":
+            return self._inbound.get(spi)
+        if dst is not None:
+            return self._outbound.get((spi, ipaddress.ip_address(dst)))
+        return next((sa for (s, _), sa in self._outbound.items() if s == spi), None)
+
+    def remove(self, sa: SecurityAssociation) -> SecurityAssociation | None:
+        return self._table(sa.direction).pop(self._key(sa), None)
+
+    def rekey(self, sa: SecurityAssociation, old_key) -> None:
+        """Re-file ``sa`` after its destination changed (MIGRATE)."""
+        self._table(sa.direction).pop(old_key, None)
+        self._table(sa.direction)[self._key(sa)] = sa
+
+    def find(self, predicate: Callable[[SecurityAssociation], bool]) -> list[SecurityAssociation]:
+        return [sa for sa in self if predicate(sa)]
+
+    def outbound_for(self, reqid: int, dst: IPAddress | None = None) -> SecurityAssociation | None:
+        """The newest usable outbound SA made for policy ``reqid`` (to ``dst``)."""
+        found = [sa for sa in self._outbound.values()
+                 if sa.reqid == reqid and sa.state in ("mature", "dying")
+                 and (dst is None or sa.dst == dst)]
+        return max(found, key=lambda sa: (sa.state == "mature", sa.created_us)) \
+            if found else None
+
+    def flush(self) -> list[SecurityAssociation]:
+        gone = list(self)
+        self._inbound.clear()
+        self._outbound.clear()
+        return gone
+
+    def table(self) -> list[dict[str, Any]]:
+        return [sa.as_dict() for sa in self]

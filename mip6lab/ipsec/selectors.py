@@ -1,0 +1,120 @@
+"""What a packet looks like to the SPD: its selector values (RFC 4301 §4.4.1.1).
+
+:func:`packet_selectors` reads, from an IP packet's bytes, the values the SPD matches
+on: source and destination address, next-layer protocol, ports, ICMP type and code, and
+the Mobility Header type. It walks IPv6 extension headers to find the upper layer.
+
+Two Mobile IPv6 rules live here because they are about which address *is* the
+packet's (RFC 4877 §4.2, and RFC 6275 §6.3 and §6.4): a Home Address option in a
+Destination Options header makes the home address the packet's source for policy
+purposes, and a type 2 Routing header makes the home address its destination. So an
+SPD entry written for the HoA matches a BU sent from the CoA.
+
+The parser works on bytes (it is on every packet's path); the field positions are the
+RFCs': RFC 8200 §4 for extension headers, RFC 6275 §6.1.1 for the MH type at offset 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..errors import MalformedPacket
+from ..net.interface import IPAddress
+
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+IPPROTO_MH = 135
+IPPROTO_ROUTING = 43
+IPPROTO_FRAGMENT = 44
+IPPROTO_DSTOPTS = 60
+IPPROTO_HOPOPTS = 0
+HAO_OPTION = 0xC9
+ROUTING_TYPE_2 = 2
+
+MH_TYPES = {"BRR": 0, "HoTI": 1, "CoTI": 2, "HoT": 3, "CoT": 4, "BU": 5, "BA": 6, "BE": 7}
+
+
+@dataclass(frozen=True)
+class PacketSelectors:
+    """The selector values of one packet, as its sender wrote them."""
+
+    src: IPAddress               # the home address if a HAO carries one
+    dst: IPAddress               # the home address if a type 2 routing header carries one
+    protocol: int                # next-layer protocol (upper layer, after extensions)
+    sport: int | None = None
+    dport: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    mh_type: int | None = None
+    wire_src: IPAddress | None = None   # the addresses in the IP header, when they differ
+    wire_dst: IPAddress | None = None
+
+
+def packet_selectors(packet: bytes) -> PacketSelectors:
+    """Selector values of an IPv6 or IPv4 packet."""
+    if not packet:
+        raise MalformedPacket("empty packet")
+    if packet[0] >> 4 == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        if ihl < 20 or len(packet) < ihl:
+            raise MalformedPacket("IPv4 header truncated or IHL below 5")
+        src, dst = ipaddress.IPv4Address(packet[12:16]), ipaddress.IPv4Address(packet[16:20])
+        return _upper(packet, ihl, packet[9], src, dst, None, None)
+    if packet[0] >> 4 != 6:
+        raise MalformedPacket(f"not an IP packet (version {packet[0] >> 4})")
+    if len(packet) < 40:
+        raise MalformedPacket("IPv6 header truncated")
+    src = ipaddress.IPv6Address(packet[8:24])
+    dst = ipaddress.IPv6Address(packet[24:40])
+    home_src = home_dst = None
+    nh, offset = packet[6], 40
+    while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS):
+        if offset + 2 > len(packet):
+            raise MalformedPacket("IPv6 extension header truncated")
+        length = 8 if nh == IPPROTO_FRAGMENT else (packet[offset + 1] + 1) * 8
+        if offset + length > len(packet):
+            raise MalformedPacket("IPv6 extension header truncated")
+        if nh == IPPROTO_DSTOPTS:
+            home_src = _home_address_option(packet[offset + 2:offset + length]) or home_src
+        elif nh == IPPROTO_ROUTING and packet[offset + 2] == ROUTING_TYPE_2 and length >= 24:
+            home_dst = ipaddress.IPv6Address(packet[offset + 8:offset + 24])
+        nh = packet[offset]
+        offset += length
+    return _upper(packet, offset, nh, home_src or src, home_dst or dst,
+                  src if home_src else None, dst if home_dst else None)
+
+
+def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:
+            i += 1
+            continue
+        if i + 1 >= len(options):
+            break
+        size = options[i + 1]
+        if kind == HAO_OPTION:
+            if size != 16 or i + 18 > len(options):
+                raise MalformedPacket("Home Address option with a wrong length")
+            return ipaddress.IPv6Address(options[i + 2:i + 18])
+        i += 2 + size
+    return None
+
+
+def _upper(packet: bytes, offset: int, protocol: int, src: IPAddress, dst: IPAddress,
+           wire_src: IPAddress | None, wire_dst: IPAddress | None) -> PacketSelectors:
+    rest = packet[offset:]
+    values: dict[str, int] = {}
+    if protocol in (IPPROTO_TCP, IPPROTO_UDP) and len(rest) >= 4:
+        values = {"sport": int.from_bytes(rest[0:2], "big"),
+                  "dport": int.from_bytes(rest[2:4], "big")}
+    elif protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(rest) >= 2:
+        values = {"icmp_type": rest[0], "icmp_code": rest[1]}
+    elif protocol == IPPROTO_MH and len(rest) >= 3:
+        values = {"mh_type": rest[2]}
+    return PacketSelectors(src, dst, protocol, wire_src=wire_src, wire_dst=wire_dst,
+                           **values)

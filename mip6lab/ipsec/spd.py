@@ -1,0 +1,245 @@
+"""The Security Policy Database (RFC 4301 §4.4.1) and its matching rules.
+
+An SPD is an ordered list of :class:`SecurityPolicy` entries, searched first match
+first. Each entry has selectors written from this node's point of view, as RFC 4301
+writes them and RFC 4877 §7.2 uses them::
+
+    IF local_address = home_address_1 & remote_address = home_agent_1 &
+       proto = MH & local_mh_type = BU & remote_mh_type = BA
+    THEN USE SA ESP TRANSPORT MODE
+
+so one entry covers both directions: an outbound packet is matched with local = its
+source, remote = its destination; an inbound packet the other way round. The Mobility
+Header type is a selector of its own (§4.4.1.1 puts it in the port field):
+``local_mh_type`` matches messages this node sends, ``remote_mh_type`` messages the
+peer sends. An entry may also be limited to one direction (``direction="out"`` or
+``"in"``), as PF_KEY and Linux write policies.
+
+Actions are PROTECT (with an IPsec template: mode, tunnel endpoints, reqid that ties it
+to its SAs), BYPASS and DISCARD. A packet that matches nothing gets the database's
+default action -- RFC 4301 §4.4.1 says DISCARD; a lab may choose BYPASS so that
+everything not named in a policy flows in the clear, and says so in its trace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ..net.interface import IPAddress, IPNetwork
+from .selectors import MH_TYPES, PacketSelectors
+
+PROTECT, BYPASS, DISCARD = "protect", "bypass", "discard"
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 135: "mh", 50: "esp"}
+PROTOCOL_NUMBERS = {name: number for number, name in PROTOCOL_NAMES.items()}
+
+AddressSelector = Union[IPNetwork, None]
+
+
+def _network(value: Any) -> AddressSelector:
+    if value in (None, "any", "*"):
+        return None
+    return ipaddress.ip_network(value, strict=False)
+
+
+def _port_range(value: Any) -> tuple[int, int] | None:
+    if value in (None, "any", "*"):
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    lo, hi = value
+    return (int(lo), int(hi))
+
+
+def _mh_type(value: Any) -> int | None:
+    if value in (None, "any", "*"):
+        return None
+    return MH_TYPES[value] if isinstance(value, str) else int(value)
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """The selectors of an SPD entry, from this node's point of view. None = ANY."""
+
+    local: AddressSelector = None
+    remote: AddressSelector = None
+    protocol: int | None = None
+    local_port: tuple[int, int] | None = None
+    remote_port: tuple[int, int] | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    local_mh_type: int | None = None
+    remote_mh_type: int | None = None
+
+    @classmethod
+    def make(cls, local: Any = None, remote: Any = None, protocol: Any = None,
+             local_port: Any = None, remote_port: Any = None, icmp_type: int | None = None,
+             icmp_code: int | None = None, local_mh_type: Any = None,
+             remote_mh_type: Any = None) -> Selectors:
+        """Selectors from friendly values: ``"2001:db8::1"``, ``"mh"``, ``"BU"`` ..."""
+        proto = PROTOCOL_NUMBERS[protocol] if isinstance(protocol, str) else protocol
+        return cls(_network(local), _network(remote), proto, _port_range(local_port),
+                   _port_range(remote_port), icmp_type, icmp_code,
+                   _mh_type(local_mh_type), _mh_type(remote_mh_type))
+
+    def matches(self, packet: PacketSelectors, outbound: bool) -> bool:
+        """Whether the packet, seen in its direction, falls under these selectors."""
+        local, remote = (packet.src, packet.dst) if outbound else (packet.dst, packet.src)
+        if not _in(local, self.local) or not _in(remote, self.remote):
+            return False
+        if self.protocol is not None and packet.protocol != self.protocol:
+            return False
+        local_port, remote_port = (packet.sport, packet.dport) if outbound \
+            else (packet.dport, packet.sport)
+        if not _port_in(local_port, self.local_port) or \
+                not _port_in(remote_port, self.remote_port):
+            return False
+        if self.icmp_type is not None and packet.icmp_type != self.icmp_type:
+            return False
+        if self.icmp_code is not None and packet.icmp_code != self.icmp_code:
+            return False
+        if self.local_mh_type is not None or self.remote_mh_type is not None:
+            wanted = self.local_mh_type if outbound else self.remote_mh_type
+            if wanted is None or packet.mh_type != wanted:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = [f"local={self.local or 'any'}", f"remote={self.remote or 'any'}"]
+        if self.protocol is not None:
+            parts.append(f"proto={PROTOCOL_NAMES.get(self.protocol, self.protocol)}")
+        for name in ("local_port", "remote_port"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value[0]}" if value[0] == value[1]
+                             else f"{name}={value[0]}-{value[1]}")
+        names = {v: k for k, v in MH_TYPES.items()}
+        for name in ("local_mh_type", "remote_mh_type"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={names.get(value, value)}")
+        for name in ("icmp_type", "icmp_code"):
+            if getattr(self, name) is not None:
+                parts.append(f"{name}={getattr(self, name)}")
+        return " ".join(parts)
+
+
+def _in(address: IPAddress, network: AddressSelector) -> bool:
+    return network is None or (address.version == network.version and address in network)
+
+
+def _port_in(port: int | None, wanted: tuple[int, int] | None) -> bool:
+    return wanted is None or (port is not None and wanted[0] <= port <= wanted[1])
+
+
+@dataclass
+class IPsecTemplate:
+    """How a PROTECT entry protects: ESP in a mode, between tunnel endpoints."""
+
+    mode: str = "transport"
+    tunnel_local: IPAddress | None = None
+    tunnel_remote: IPAddress | None = None
+    reqid: int = 0
+    level: str = "require"       # "require": no SA, no packet; "use": send clear meanwhile
+
+    def describe(self) -> str:
+        text = f"ESP {self.mode}"
+        if self.mode == "tunnel":
+            text += f" {self.tunnel_local}<->{self.tunnel_remote}"
+        return text + f" reqid={self.reqid}"
+
+
+@dataclass
+class SecurityPolicy:
+    """One SPD entry."""
+
+    selectors: Selectors
+    action: str
+    template: IPsecTemplate | None = None
+    direction: str = "both"          # "both", "out", "in"
+    name: str = ""
+    owner: str = ""                  # who installed it (the key-engine sender)
+    index: int = 0                   # assigned by the SPD, stable for SPDDELETE
+    hits: dict[str, int] = field(default_factory=lambda: {"out": 0, "in": 0})
+
+    def __post_init__(self) -> None:
+        if self.action not in (PROTECT, BYPASS, DISCARD):
+            raise ValueError("action is protect, bypass or discard")
+        if self.action == PROTECT and self.template is None:
+            self.template = IPsecTemplate()
+        if self.direction not in ("both", "out", "in"):
+            raise ValueError("direction is both, out or in")
+
+    def applies(self, packet: PacketSelectors, outbound: bool) -> bool:
+        if self.direction != "both" and self.direction != ("out" if outbound else "in"):
+            return False
+        return self.selectors.matches(packet, outbound)
+
+    def describe(self) -> str:
+        what = self.action.upper()
+        if self.template is not None and self.action == PROTECT:
+            what += f" ({self.template.describe()})"
+        label = self.name or (f"#{self.index}" if self.index else "(new)")
+        direction = "" if self.direction == "both" else f" [{self.direction}]"
+        return f"{label}{direction}: {self.selectors.describe()} -> {what}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "direction": self.direction,
+                "selectors": self.selectors.describe(), "action": self.action,
+                "template": self.template.describe() if self.template and
+                self.action == PROTECT else None, "owner": self.owner,
+                "hits": dict(self.hits)}
+
+
+class SecurityPolicyDatabase:
+    """An ordered SPD, searched first match first."""
+
+    def __init__(self, default_action: str = DISCARD) -> None:
+        if default_action not in (BYPASS, DISCARD):
+            raise ValueError("the default action is bypass or discard")
+        self.default_action = default_action
+        self.policies: list[SecurityPolicy] = []
+        self._next_index = 1
+
+    def __iter__(self):
+        return iter(list(self.policies))
+
+    def __len__(self) -> int:
+        return len(self.policies)
+
+    def add(self, policy: SecurityPolicy, position: int | None = None) -> SecurityPolicy:
+        """Insert ``policy`` (at the end, or before ``position``); it gets an index."""
+        policy.index = self._next_index
+        self._next_index += 1
+        if position is None:
+            self.policies.append(policy)
+        else:
+            self.policies.insert(position, policy)
+        return policy
+
+    def remove(self, index: int) -> SecurityPolicy | None:
+        for policy in self.policies:
+            if policy.index == index:
+                self.policies.remove(policy)
+                return policy
+        return None
+
+    def find(self, **attributes: Any) -> list[SecurityPolicy]:
+        return [p for p in self.policies
+                if all(getattr(p, k) == v for k, v in attributes.items())]
+
+    def lookup(self, packet: PacketSelectors, outbound: bool) -> SecurityPolicy | None:
+        """The first entry that applies, or None (then the default action holds)."""
+        for policy in self.policies:
+            if policy.applies(packet, outbound):
+                policy.hits["out" if outbound else "in"] += 1
+                return policy
+        return None
+
+    def flush(self) -> list[SecurityPolicy]:
+        gone, self.policies = self.policies, []
+        return gone
+
+    def table(self) -> list[dict[str, Any]]:
+        return [p.as_dict() for p in self.policies]

@@ -1,0 +1,237 @@
+"""IPsec processing on a node: RFC 4301 §5.1 outbound and §5.2 inbound.
+
+:class:`IPsecStack` gives a :class:`~mip6lab.net.node.Node` its SPD, SAD, PAD and key
+engine, and sits in its packet path:
+
+Outbound (every packet the node sends or forwards, before the route lookup): the SPD
+entry that applies decides. BYPASS sends it as it is; DISCARD drops it; PROTECT looks
+for a mature SA made for the entry (by reqid). None yet: the key engine sends an
+ACQUIRE to the registered key managers and the packet is dropped (level "require") or
+sent in the clear (level "use"). Found: ESP is applied and the result -- a longer packet
+in transport mode, a new outer packet in tunnel mode -- goes on to routing.
+
+Inbound (every packet delivered to the node): ESP, direct or in UDP 4500, is processed
+(:func:`~mip6lab.ipsec.esp.decapsulate`); a refusal is a drop with its RFC reason and
+counted on the SA. What comes out must match a PROTECT entry of the SA's reqid (§5.2
+step 4: "the packet matches the policy of the SA it arrived on") or it is dropped naming
+the rule it did match. A tunnel-mode inner packet then enters the node as if received,
+already checked. An unprotected packet is looked up too: a PROTECT entry means it should
+have come protected, so it is dropped with a trace event naming that rule.
+
+Link-scoped control traffic that the node sends on an explicit interface (Neighbor
+Discovery, router solicitations) does not go through the SPD: like most stacks we let
+ND through, or no SA could ever be reached.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RemoteProtocolError
+from ..net.sim import ScheduledCall, seconds_to_us
+from .esp import EspError, decapsulate, encapsulate, locate_esp
+from .keyengine import KeyEngine, KeyMessage
+from .pad import PeerAuthorizationDatabase
+from .sad import SaExhausted, SecurityAssociation, SecurityAssociationDatabase
+from .selectors import packet_selectors
+from .spd import BYPASS, DISCARD, PROTECT, SecurityPolicy, SecurityPolicyDatabase
+
+if TYPE_CHECKING:
+    from ..net.interface import Interface
+    from ..net.node import Node
+
+ACQUIRE_HOLDDOWN = 1.0   # seconds between two ACQUIREs for the same policy
+
+
+class IPsecStack:
+    """The IPsec subsystem of one node."""
+
+    def __init__(self, node: Node, default_action: str = BYPASS) -> None:
+        self.node = node
+        self.sad = SecurityAssociationDatabase()
+        self.spd = SecurityPolicyDatabase(default_action)
+        self.pad = PeerAuthorizationDatabase()
+        self.engine = KeyEngine(node.name, self.sad, self.spd, lambda: node.sim.now_us,
+                                lambda: node.sim.random.randint(0x100, 0xFFFFFFFF),
+                                self._trace_seam)
+        self.engine.on_sa_added.append(self._arm_lifetimes)
+        self.stats = {"protected": 0, "decapsulated": 0, "bypassed": 0, "discarded": 0,
+                      "dropped_in": 0, "acquires": 0, "keepalives": 0}
+        self._last_acquire: dict[int, int] = {}
+        self._timers: dict[int, list[ScheduledCall]] = {}
+        self._inner_checked = False
+        node.ipsec = self
+
+    # -- trace -----------------------------------------------------------------------------
+
+    def _trace_seam(self, kind: str, summary: str, **data: Any) -> None:
+        self.node.trace.emit(self.node.name, "keyengine", kind, summary, **data)
+
+    def _event(self, summary: str, **data: Any) -> None:
+        self.node.trace.emit(self.node.name, "ipsec", "state", summary, **data)
+
+    def _drop(self, reason: str, packet: bytes, sa: SecurityAssociation | None = None) -> None:
+        self.node.drop("ipsec", reason, packet,
+                       ethertype=0x86DD if packet[:1] and packet[0] >> 4 == 6 else 0x0800)
+
+    # -- outbound (RFC 4301 §5.1) ----------------------------------------------------------
+
+    def output(self, packet: bytes) -> list[bytes] | None:
+        """Packets to route instead of ``packet`` (the same, or protected); None: dropped."""
+        try:
+            selectors = packet_selectors(packet)
+        except RemoteProtocolError as exc:
+            self._drop(f"cannot read selectors: {exc.reason}", packet)
+            return None
+        policy = self.spd.lookup(selectors, outbound=True)
+        action = policy.action if policy else self.spd.default_action
+        if action == BYPASS:
+            self.stats["bypassed"] += 1
+            return [packet]
+        if action == DISCARD:
+            self.stats["discarded"] += 1
+            self._drop(f"SPD says DISCARD ({_rule(policy)})", packet)
+            return None
+        assert policy is not None and policy.template is not None
+        template = policy.template
+        peer = template.tunnel_remote if template.mode == "tunnel" else selectors.wire_dst \
+            or selectors.dst
+        sa = self.sad.outbound_for(template.reqid, peer) \
+            or self.sad.outbound_for(template.reqid)
+        if sa is None:
+            self._acquire(policy, selectors)
+            if template.level == "use":
+                return [packet]
+            self._drop(f"no SA yet for {_rule(policy)}: ACQUIRE sent", packet)
+            return None
+        iv = self.node.sim.random.randbytes(sa.cipher.spec.iv_size)
+        try:
+            protected = encapsulate(sa, packet, iv)
+        except SaExhausted as exc:
+            self._drop(str(exc), packet)
+            return None
+        self.stats["protected"] += 1
+        self._check_lifetime(sa)
+        self._event(f"protected with SA 0x{sa.spi:08x} ({sa.mode}, {sa.suite}) by "
+                    f"{_rule(policy)}", spi=sa.spi, policy=policy.index)
+        return [protected]
+
+    def _acquire(self, policy: SecurityPolicy, selectors) -> None:
+        now = self.node.sim.now_us
+        last = self._last_acquire.get(policy.index)
+        if last is not None and now - last < seconds_to_us(ACQUIRE_HOLDDOWN):
+            return
+        self._last_acquire[policy.index] = now
+        self.stats["acquires"] += 1
+        template = policy.template
+        src = template.tunnel_local if template.mode == "tunnel" else selectors.src
+        dst = template.tunnel_remote if template.mode == "tunnel" else selectors.dst
+        self.engine.notify(KeyMessage("ACQUIRE", policy=policy, src=src, dst=dst),
+                           only_registered=True)
+
+    # -- inbound (RFC 4301 §5.2) -----------------------------------------------------------
+
+    def input(self, iface: Interface, packet: bytes) -> bytes | None:
+        """The packet to deliver locally (as it is, or decrypted); None: consumed."""
+        if self._inner_checked:      # a tunnel's inner packet, checked on the way out
+            self._inner_checked = False
+            return packet
+        try:
+            locate_esp(packet)
+            is_esp = True
+        except EspError as exc:
+            is_esp = False
+            if "keepalive" in exc.reason:
+                self.stats["keepalives"] += 1
+                self._event("NAT-keepalive received (RFC 3948 §2.3)")
+                return None
+        except RemoteProtocolError as exc:
+            self._drop(exc.reason, packet)
+            return None
+        if is_esp:
+            return self._input_esp(iface, packet)
+        return self._input_clear(packet)
+
+    def _input_esp(self, iface: Interface, packet: bytes) -> bytes | None:
+        try:
+            result = decapsulate(self.sad, packet, self.node.sim.now_us)
+        except RemoteProtocolError as exc:
+            self.stats["dropped_in"] += 1
+            self._drop(exc.reason, packet)
+            return None
+        sa = result.sa
+        self._check_lifetime(sa)
+        inner = result.packet
+        try:
+            selectors = packet_selectors(inner)
+        except RemoteProtocolError as exc:
+            self._drop(f"decrypted packet unreadable: {exc.reason}", packet)
+            return None
+        policy = self.spd.lookup(selectors, outbound=False)
+        if policy is None or policy.action != PROTECT or policy.template is None \
+                or policy.template.reqid != sa.reqid:
+            self.stats["dropped_in"] += 1
+            sa.count_error("policy mismatch")
+            self._drop(f"arrived on SA 0x{sa.spi:08x} (reqid {sa.reqid}) but matches "
+                       f"{_rule(policy)} (RFC 4301 §5.2 step 4)", inner)
+            return None
+        self.stats["decapsulated"] += 1
+        self._event(f"ESP from SA 0x{sa.spi:08x} ({sa.mode}) accepted by {_rule(policy)}",
+                    spi=sa.spi, policy=policy.index)
+        if sa.mode == "tunnel":
+            self._inner_checked = True
+            if inner[0] >> 4 == 6:
+                self.node.receive_ipv6(iface, inner)
+            else:
+                self.node.receive_ipv4(iface, inner)
+            self._inner_checked = False
+            return None
+        return inner
+
+    def _input_clear(self, packet: bytes) -> bytes | None:
+        try:
+            selectors = packet_selectors(packet)
+        except RemoteProtocolError as exc:
+            self._drop(exc.reason, packet)
+            return None
+        policy = self.spd.lookup(selectors, outbound=False)
+        action = policy.action if policy else self.spd.default_action
+        if action == BYPASS:
+            return packet
+        self.stats["dropped_in"] += 1
+        if action == PROTECT:
+            self._drop(f"unprotected packet, but {_rule(policy)} requires ESP", packet)
+        else:
+            self._drop(f"SPD says DISCARD ({_rule(policy)})", packet)
+        return None
+
+    # -- lifetimes -------------------------------------------------------------------------
+
+    def _arm_lifetimes(self, sa: SecurityAssociation) -> None:
+        sim = self.node.sim
+        for seconds in (sa.lifetime.soft_seconds, sa.lifetime.hard_seconds):
+            if seconds is not None:
+                at = sa.created_us + seconds_to_us(seconds)
+                self._timers.setdefault(id(sa), []).append(
+                    sim.call_at(max(at, sim.now_us), self._check_lifetime, sa,
+                                label=f"{self.node.name} SA 0x{sa.spi:08x} lifetime"))
+
+    def _check_lifetime(self, sa: SecurityAssociation) -> None:
+        kind = sa.lifetime_reached(self.node.sim.now_us)
+        if kind is None:
+            return
+        if kind == "hard":
+            self.sad.remove(sa)
+            for timer in self._timers.pop(id(sa), []):
+                timer.cancel()
+        self.engine.notify(KeyMessage("EXPIRE", sa=sa, lifetime_kind=kind))
+
+    # -- display ---------------------------------------------------------------------------
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """SPD, SAD and PAD as rows, for a notebook."""
+        return {"spd": self.spd.table(), "sad": self.sad.table(), "pad": self.pad.table()}
+
+
+def _rule(policy: SecurityPolicy | None) -> str:
+    return policy.describe() if policy is not None else "no SPD entry (default action)"
