@@ -263,14 +263,16 @@ def locate_esp(packet: bytes) -> tuple[int, int, bool]:
         raise MalformedPacket(f"not an IP packet (version {version})")
     if nh == IPPROTO_ESP:
         return offset, nh_field, False
-    if nh == IPPROTO_UDP:
+    if nh == IPPROTO_UDP and len(packet) >= offset + UDP_HEADER and \
+            int.from_bytes(packet[offset + 2:offset + 4], "big") == NAT_T_PORT:
         body = packet[offset + UDP_HEADER:]
         if len(body) == 1 and body[0] == 0xFF:
             raise EspError("NAT-keepalive (RFC 3948 §2.3), not ESP")
         if len(body) >= 4 and body[:4] == b"\x00\x00\x00\x00":
             raise EspError("non-ESP marker: an IKE message (RFC 3948 §2.2)")
         return offset + UDP_HEADER, nh_field, True
-    raise EspError(f"next header {nh} is not ESP")
+    raise EspError(f"next header {nh} is not ESP" if nh != IPPROTO_UDP
+                   else "UDP, not to port 4500: not ESP")
 
 
 def decapsulate(sad: SecurityAssociationDatabase, packet: bytes,

@@ -25,11 +25,15 @@ ND through, or no SA could ever be reached.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Any
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
 
 from ..errors import RemoteProtocolError
 from ..net.sim import ScheduledCall, seconds_to_us
-from .esp import EspError, decapsulate, encapsulate, locate_esp
+from .esp import NAT_T_PORT, EspError, decapsulate, encapsulate, locate_esp
 from .keyengine import KeyEngine, KeyMessage
 from .pad import PeerAuthorizationDatabase
 from .sad import SaExhausted, SecurityAssociation, SecurityAssociationDatabase
@@ -56,7 +60,9 @@ class IPsecStack:
                                 self._trace_seam)
         self.engine.on_sa_added.append(self._arm_lifetimes)
         self.stats = {"protected": 0, "decapsulated": 0, "bypassed": 0, "discarded": 0,
-                      "dropped_in": 0, "acquires": 0, "keepalives": 0}
+                      "dropped_in": 0, "acquires": 0, "keepalives": 0,
+                      "keepalives_sent": 0}
+        self._keepalive: ScheduledCall | None = None
         self._last_acquire: dict[int, int] = {}
         self._timers: dict[int, list[ScheduledCall]] = {}
         self._inner_checked = False
@@ -150,6 +156,8 @@ class IPsecStack:
             return None
         if is_esp:
             return self._input_esp(iface, packet)
+        if _is_neighbor_discovery(packet):
+            return packet  # as on output: ND is never subject to the SPD here
         return self._input_clear(packet)
 
     def _input_esp(self, iface: Interface, packet: bytes) -> bytes | None:
@@ -205,6 +213,33 @@ class IPsecStack:
             self._drop(f"SPD says DISCARD ({_rule(policy)})", packet)
         return None
 
+    # -- NAT keepalives (RFC 3948 §2.3) ---------------------------------------------------
+
+    def start_keepalives(self, src: str, dst: str, sport: int = NAT_T_PORT,
+                         dport: int = NAT_T_PORT, interval: float = 20.0) -> ScheduledCall:
+        """Send a NAT-keepalive (one 0xFF byte in the ESP-in-UDP ports) every ``interval``
+        seconds, so the NAT in front of us keeps the mapping; returns the first timer.
+        Keepalives are never themselves protected."""
+        src_ip, dst_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+
+        def send() -> None:
+            ip = IPv6(src=str(src_ip), dst=str(dst_ip)) if dst_ip.version == 6 \
+                else IP(src=str(src_ip), dst=str(dst_ip))
+            udp = UDP(sport=sport, dport=dport) if dst_ip.version == 6 \
+                else UDP(sport=sport, dport=dport, chksum=0)  # §2.3: zero over IPv4
+            self.node.route_out(bytes(ip / udp / b"\xff"), protect=False)
+            self.stats["keepalives_sent"] += 1
+            self._keepalive = self.node.sim.call_later(interval, send,
+                                                       label=f"{self.node.name} keepalive")
+
+        self._keepalive = self.node.sim.call_later(0, send, label=f"{self.node.name} keepalive")
+        return self._keepalive
+
+    def stop_keepalives(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+
     # -- lifetimes -------------------------------------------------------------------------
 
     def _arm_lifetimes(self, sa: SecurityAssociation) -> None:
@@ -235,3 +270,9 @@ class IPsecStack:
 
 def _rule(policy: SecurityPolicy | None) -> str:
     return policy.describe() if policy is not None else "no SPD entry (default action)"
+
+
+def _is_neighbor_discovery(packet: bytes) -> bool:
+    """An ICMPv6 RS, RA, NS, NA or Redirect (types 133-137) right after the IPv6 header."""
+    return packet[0] >> 4 == 6 and packet[6] == 58 and len(packet) > 40 \
+        and 133 <= packet[40] <= 137

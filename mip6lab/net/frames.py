@@ -28,6 +28,7 @@ from scapy.layers.inet6 import (
     ICMPv6TimeExceeded,
     IPv6,
 )
+from scapy.layers.ipsec import ESP  # also binds ESP to IP, IPv6 and UDP 4500
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
@@ -131,6 +132,9 @@ def _describe(frame: bytes | Packet) -> str:
             if layer in pkt:
                 echo = pkt[layer]
                 return f"ICMPv6 {name} {_ip_label(ip)} id={echo.id} seq={echo.seq}"
+        special = _ipsec_label(pkt, f"[{ip.src}]", f"[{ip.dst}]")
+        if special:
+            return special
         if UDP in pkt:
             udp = pkt[UDP]
             return (f"UDP [{ip.src}]:{udp.sport} → [{ip.dst}]:{udp.dport} "
@@ -146,11 +150,33 @@ def _describe(frame: bytes | Packet) -> str:
             extra = f" id={icmp.id} seq={icmp.seq}" if icmp.type in (0, 8) else \
                 f" code={icmp.code}"
             return f"ICMP {name} {_ip_label(ip)}{extra}"
+        special = _ipsec_label(pkt, ip.src, ip.dst)
+        if special:
+            return special
         if UDP in pkt:
             udp = pkt[UDP]
             return f"UDP {ip.src}:{udp.sport} → {ip.dst}:{udp.dport} {len(udp.payload)} B"
         return f"IPv4 {_ip_label(ip)} proto={ip.proto}"
     return pkt.summary()
+
+
+def _ipsec_label(pkt: Packet, src: str, dst: str) -> str | None:
+    """ESP, ESP in UDP (RFC 3948), NAT-keepalives and IKE on 4500, by name."""
+    udp = pkt.getlayer(UDP)
+    if udp is not None and 4500 in (udp.sport, udp.dport):
+        raw = bytes(udp.payload)
+        where = f"{src}:{udp.sport} → {dst}:{udp.dport}"
+        if raw == b"\xff":
+            return f"NAT-keepalive {where}"
+        if raw[:4] == b"\x00\x00\x00\x00":
+            return f"IKE (non-ESP marker) {where} {len(raw) - 4} B"
+        if len(raw) >= 8:
+            return (f"ESP-in-UDP spi=0x{int.from_bytes(raw[:4], 'big'):08x} "
+                    f"seq={int.from_bytes(raw[4:8], 'big')} {where}")
+    if ESP in pkt and udp is None:
+        esp = pkt[ESP]
+        return f"ESP spi=0x{esp.spi:08x} seq={esp.seq} {src} → {dst}"
+    return None
 
 
 def options_of(pkt: Packet, option_class: type) -> list[Packet]:

@@ -45,7 +45,8 @@ from scapy.layers.inet6 import (
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrHopByHop,
-    in6_chksum,
+    IPv6ExtHdrRouting,
+    HAO,
 )
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
@@ -419,22 +420,20 @@ class Node:
             self.drop("ip", "hop limit exceeded", l3, ethertype=ethertype)
             self.icmp_error(l3, ethertype, "time-exceeded", iface_in)
             return
-        dst = ipaddress.ip_address(l3[24:40] if version == 6 else l3[16:20])
-        if self.routes.lookup(dst) is None:
-            self.drop("ip", f"no route to {dst}", l3, ethertype=ethertype)
-            self.icmp_error(l3, ethertype, "no-route", iface_in)
-            return
         out = bytearray(l3)
         out[ttl_offset] -= 1
         if version == 4:  # recompute the header checksum after the TTL change
             ihl = (out[0] & 0x0F) * 4
             out[10:12] = b"\x00\x00"
             out[10:12] = checksum(bytes(out[:ihl])).to_bytes(2, "big")
-        self.route_out(bytes(out))
+        self.route_out(bytes(out), arrived_on=iface_in)
 
-    def route_out(self, l3: bytes, protect: bool = True) -> bool:
+    def route_out(self, l3: bytes, protect: bool = True,
+                  arrived_on: Interface | None = None) -> bool:
         """Send an IP packet by the routing table, through IPsec output processing first
-        (RFC 4301 §5.1) when the node has IPsec. False if it could not go."""
+        (RFC 4301 §5.1) when the node has IPsec -- so a tunnel-mode gateway needs a route
+        to the outer destination only. A forwarded packet (``arrived_on``) that has no
+        route is answered with ICMP destination unreachable. False if nothing went."""
         packets = [l3]
         if protect and self.ipsec is not None:
             packets = self.ipsec.output(l3)
@@ -448,6 +447,8 @@ class Node:
             route = self.routes.lookup(dst)
             if route is None:
                 self.drop("ip", f"no route to {dst}", packet, ethertype=ethertype)
+                if arrived_on is not None:
+                    self.icmp_error(packet, ethertype, "no-route", arrived_on)
                 continue
             self.output(packet, route.interface, route.gateway or dst, ethertype)
             sent = True
@@ -470,6 +471,9 @@ class Node:
         explicit = iface is not None
         if iface is None:
             route = self.routes.lookup(dst)
+            if route is None and self.ipsec is not None and "src" in packet.fields:
+                # a tunnel may carry it where no route goes: IPsec decides first
+                return self.route_out(bytes(packet))
             if route is None:
                 self.drop("ip", f"no route to {dst}", bytes(_with_src(packet, "::"
                           if version == 6 else "0.0.0.0")), ethertype=ethertype)
@@ -671,8 +675,28 @@ def _verify_checksum6(ip6: IPv6, upper: Packet, proto: int) -> None:
     data = bytes(upper)
     if proto == IPPROTO_UDP and len(data) >= 8 and data[6:8] == b"\x00\x00":
         raise MalformedPacket("UDP over IPv6 with a zero checksum")
-    if in6_chksum(proto, upper.underlayer, data) != 0:
+    src, dst = pseudo_header_addresses(ip6)
+    pseudo = src.packed + dst.packed + len(data).to_bytes(4, "big") + bytes((0, 0, 0, proto))
+    if checksum(pseudo + data) != 0:
         raise MalformedPacket(f"bad {'UDP' if proto == IPPROTO_UDP else 'ICMPv6'} checksum")
+
+
+def pseudo_header_addresses(ip6: IPv6) -> tuple[ipaddress.IPv6Address, ipaddress.IPv6Address]:
+    """The addresses of the upper-layer pseudo-header (RFC 8200 §8.1): the home address
+    of a Home Address option stands for the source (RFC 6275 §6.3), the last address of
+    a routing header for the destination (a type 2 header carries the home address).
+    Written here because scapy's in6_chksum misses a HAO that follows a PadN option."""
+    src, dst = ipaddress.IPv6Address(ip6.src), ipaddress.IPv6Address(ip6.dst)
+    layer = ip6.payload
+    while isinstance(layer, (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting)):
+        if isinstance(layer, IPv6ExtHdrDestOpt):
+            for option in layer.options:
+                if isinstance(option, HAO):
+                    src = ipaddress.IPv6Address(option.hoa)
+        elif isinstance(layer, IPv6ExtHdrRouting) and layer.addresses:
+            dst = ipaddress.IPv6Address(layer.addresses[-1])
+        layer = layer.payload
+    return src, dst
 
 
 def _udp4_checksum(ip4: IP) -> int:
