@@ -5,7 +5,7 @@
     mip6lab --version
     mip6lab scenario list
     mip6lab scenario run NAME [--seed N] [--set KEY=VALUE ...] [--json]
-                              [--pcap FILE] [--pcap-dir DIR] [--ladder]
+                              [--pcap FILE] [--pcap-dir DIR] [--keys DIR] [--ladder]
 
 ``scenario run`` exits 0 when the scenario's own verdict is good, 1 when it is not, and
 2 for a usage error (an unknown scenario or option).
@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--pcap", metavar="FILE", help="write every frame to a pcapng file")
     run.add_argument("--pcap-dir", metavar="DIR", help="write one pcap per link")
+    run.add_argument("--keys", metavar="DIR", help="write Wireshark's key tables (esp_sa) "
+                     "into DIR; use it as WIRESHARK_CONFIG_DIR or copy it to your profile")
     run.add_argument("--ladder", action="store_true", help="print a sequence diagram")
     return parser
 
@@ -72,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
                           "frames": scenario.lab.trace.write_pcapng(args.pcap)}
     if args.pcap_dir:
         report["pcap_dir"] = scenario.lab.trace.write_pcaps(args.pcap_dir)
+    if args.keys:
+        report["keys"] = scenario.write_keys(args.keys)
     if args.ladder:
         print(scenario.lab.trace.ladder(), file=sys.stderr if args.json else sys.stdout)
     if args.json:

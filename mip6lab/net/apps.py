@@ -85,6 +85,7 @@ class UdpClient:
     interval: float = 1.0
     start: float = 0.0
     sport: int | None = None
+    src: str | None = None          # source address; None: the node chooses
     sent: int = 0
     answers: list[int] = field(default_factory=list)
     sources: set[str] = field(default_factory=set)
@@ -101,7 +102,8 @@ class UdpClient:
 
     def _send(self) -> None:
         self.sent += 1
-        self.node.send_udp(self.dst, self.port, b"mip6lab %04d" % self.sent, self.sport)
+        self.node.send_udp(self.dst, self.port, b"mip6lab %04d" % self.sent, self.sport,
+                           src=self.src)
         if self.sent < self.count:
             self.node.sim.call_later(self.interval, self._send,
                                      label=f"{self.node.name} udp")

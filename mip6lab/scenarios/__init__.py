@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Scenario, ScenarioError
+from .esp_manual import EspManual
 from .ping_nat import PingNat
 
-SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (PingNat,)}
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (PingNat, EspManual)}
 
 
 def create(name: str, seed: int = 0, **options: Any) -> Scenario:

@@ -72,6 +72,17 @@ class Scenario:
     def ok(self) -> bool:
         raise NotImplementedError
 
+    def security_associations(self) -> list:
+        """Every SA of every node that has IPsec (for ``--keys``)."""
+        return [sa for node in self.lab.nodes.values() if node.ipsec is not None
+                for sa in node.ipsec.sad]
+
+    def write_keys(self, directory: str) -> dict[str, str]:
+        """Write Wireshark's key tables for this run into ``directory``."""
+        from ..ipsec.wireshark import write_esp_sa
+
+        return {"esp_sa": write_esp_sa(directory, self.security_associations())}
+
     def report(self) -> dict[str, Any]:
         """The contract every scenario's ``--json`` output keeps."""
         events = self.lab.events
