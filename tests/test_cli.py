@@ -211,7 +211,9 @@ def test_main_argument_errors_exit_2(argv, capsys):
 def test_main_list(capsys):
     assert main(["scenario", "list"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ping-nat")
     from mip6lab.scenarios import SCENARIOS
 
-    assert SCENARIOS["ping-nat"].description in out
+    names = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert names == sorted(SCENARIOS) and "ping-nat" in names
+    for cls in SCENARIOS.values():
+        assert cls.description in out

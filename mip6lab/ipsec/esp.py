@@ -278,7 +278,7 @@ def locate_esp(packet: bytes) -> tuple[int, int, bool]:
 def decapsulate(sad: SecurityAssociationDatabase, packet: bytes,
                 now_us: int = 0) -> Decapsulated:
     """Process an inbound ESP packet (RFC 4303 §3.4); raise EspError on any refusal."""
-    if len(packet) >= IPV6_HEADER and packet[0] >> 4 == 6 and packet[6] == IPPROTO_ESP:
+    if packet[0] >> 4 == 6 and packet[6] == IPPROTO_ESP:
         # the common case, no walking
         at, nh_field, in_udp = IPV6_HEADER, 6, False
     else:
