@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import checksum
 
@@ -37,8 +37,10 @@ from ..crypto.esp_suites import IntegrityError
 from ..errors import MalformedPacket, RemoteProtocolError
 from .replay import MASK32, ReplayError
 from .sad import SecurityAssociation, SecurityAssociationDatabase
+from .selectors import packet_selectors
 
 IPPROTO_IPIP = 4
+IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_IPV6 = 41
 IPPROTO_ROUTING = 43
@@ -222,8 +224,12 @@ def encapsulate(sa: SecurityAssociation, packet: bytes, iv: bytes = b"") -> byte
             at, nh_field = IPV6_HEADER, 6
         esp = _seal(sa, packet[at:], packet[nh_field], iv)
         head = bytearray(packet[:at])
-        src, dst = packet[8:24], packet[24:40]
         if sa.encap:
+            src, dst = packet[8:24], packet[24:40]
+            if at > IPV6_HEADER:  # a HAO or type 2 routing header before the UDP header:
+                # its pseudo-header holds the home address (RFC 6275 §11.3.1, RFC 8200 §8.1)
+                selectors = packet_selectors(packet)
+                src, dst = selectors.src.packed, selectors.dst.packed
             esp = _udp_wrap(sa, esp, src, dst)
         head[nh_field] = IPPROTO_UDP if sa.encap else IPPROTO_ESP
         head[4:6] = (len(head) - IPV6_HEADER + len(esp)).to_bytes(2, "big")
@@ -278,7 +284,7 @@ def locate_esp(packet: bytes) -> tuple[int, int, bool]:
 def decapsulate(sad: SecurityAssociationDatabase, packet: bytes,
                 now_us: int = 0) -> Decapsulated:
     """Process an inbound ESP packet (RFC 4303 §3.4); raise EspError on any refusal."""
-    if packet[0] >> 4 == 6 and packet[6] == IPPROTO_ESP:
+    if len(packet) >= IPV6_HEADER and packet[0] >> 4 == 6 and packet[6] == IPPROTO_ESP:
         # the common case, no walking
         at, nh_field, in_udp = IPV6_HEADER, 6, False
     else:
@@ -374,14 +380,16 @@ def _rebuild_transport(packet: bytes, at: int, nh_field: int, in_udp: bool,
 
 def _fix_inner_checksum(packet: bytes, offset: int, next_header: int) -> bytes:
     """RFC 3948 §3.1.2 option 2: after a NAT rewrote the outer addresses, recompute the
-    transport checksum over the addresses the packet now carries."""
-    if next_header != IPPROTO_UDP or len(packet) < offset + UDP_HEADER:
+    transport checksum (UDP or TCP) over the addresses the packet now carries."""
+    layer_class = {IPPROTO_UDP: UDP, IPPROTO_TCP: TCP}.get(next_header)
+    if layer_class is None or len(packet) < offset + (UDP_HEADER if layer_class is UDP
+                                                      else 20):
         return packet
     parsed = IP(packet)
-    udp = parsed.getlayer(UDP)
-    if udp is None:
+    layer = parsed.getlayer(layer_class)
+    if layer is None:
         return packet
-    del udp.chksum
+    del layer.chksum
     return bytes(parsed)
 
 
