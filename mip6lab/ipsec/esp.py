@@ -27,6 +27,7 @@ the RFC's reason; the caller drops the packet, counts it on the SA and traces it
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from scapy.layers.inet import IP, TCP, UDP
@@ -150,30 +151,30 @@ def _template(sa: SecurityAssociation) -> _Templates:
     return cached[1]
 
 
+_U32 = struct.Struct(">I")
 _PADDING = [bytes(range(1, n + 1)) for n in range(256)]   # RFC 4303 §2.4: 1, 2, 3 ...
 # padding || pad length || next header, for every pad length a suite can need
 _TRAILERS = [[_PADDING[n] + bytes((n, nh)) for nh in range(256)] for n in range(16)]
 
 
-def _seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes) -> bytes:
-    """ESP header || IV || ciphertext || ICV. Kept lean: it runs for every packet."""
+def seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes = b"") -> bytes:
+    """ESP header || IV || ciphertext || ICV for ``payload`` on outbound SA ``sa``
+    (RFC 4303 §3.3). Kept lean: it runs for every packet."""
     seq = sa.seq + 1
     if seq > sa.seq_limit:
         sa.next_seq()  # raises SaExhausted with the explanation
     sa.seq = seq
-    cipher = sa._cipher or sa.cipher
-    spec = cipher.spec
-    pad_len = (-(len(payload) + 2)) % spec.alignment
+    cipher, _, _, alignment, gcm_fast = sa._shape or _shape_of(sa)
+    pad_len = (-(len(payload) + 2)) % alignment
     plaintext = payload + _TRAILERS[pad_len][next_header]
     sa.packets += 1
     sa.bytes_processed += len(plaintext)
-    if spec.iv_size == 8:  # GCM: the 64-bit sequence number is a never-repeating IV
+    if gcm_fast:  # the 64-bit sequence number is GCM's never-repeating IV (RFC 4106 §3)
         iv = seq.to_bytes(8, "big")
-        header = sa.spi_bytes + iv[4:]
-        if not sa.esn:
-            return header + cipher.fast_seal(header, iv, plaintext)
-    else:
-        header = sa.spi_bytes + (seq & MASK32).to_bytes(4, "big")
+        return cipher.fast_seal(sa.spi_bytes + iv[4:], iv, plaintext)
+    if cipher.spec.iv_size == 8:
+        iv = seq.to_bytes(8, "big")
+    header = sa.spi_bytes + (seq & MASK32).to_bytes(4, "big")
     esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
     return header + cipher.seal(header, esn_high, iv, plaintext)
 
@@ -208,7 +209,7 @@ def encapsulate(sa: SecurityAssociation, packet: bytes, iv: bytes = b"") -> byte
     """
     version = packet[0] >> 4
     if sa.mode == "tunnel":
-        esp = _seal(sa, packet, IPPROTO_IPV6 if version == 6 else IPPROTO_IPIP, iv)
+        esp = seal(sa, packet, IPPROTO_IPV6 if version == 6 else IPPROTO_IPIP, iv)
         outer = _template(sa).ip
         if sa.encap:
             esp = _udp_wrap(sa, esp, sa.src.packed, sa.dst.packed)
@@ -222,7 +223,7 @@ def encapsulate(sa: SecurityAssociation, packet: bytes, iv: bytes = b"") -> byte
             at, nh_field = ipv6_esp_offset(packet)
         else:
             at, nh_field = IPV6_HEADER, 6
-        esp = _seal(sa, packet[at:], packet[nh_field], iv)
+        esp = seal(sa, packet[at:], packet[nh_field], iv)
         head = bytearray(packet[:at])
         if sa.encap:
             src, dst = packet[8:24], packet[24:40]
@@ -235,7 +236,7 @@ def encapsulate(sa: SecurityAssociation, packet: bytes, iv: bytes = b"") -> byte
         head[4:6] = (len(head) - IPV6_HEADER + len(esp)).to_bytes(2, "big")
         return bytes(head) + esp
     ihl = (packet[0] & 0x0F) * 4
-    esp = _seal(sa, packet[ihl:], packet[9], iv)
+    esp = seal(sa, packet[ihl:], packet[9], iv)
     if sa.encap:
         esp = _udp_wrap(sa, esp, packet[12:16], packet[16:20])
     proto = IPPROTO_UDP if sa.encap else IPPROTO_ESP
@@ -303,64 +304,97 @@ def decapsulate(sad: SecurityAssociationDatabase, packet: bytes,
         raise
 
 
-def _decapsulate(sa: SecurityAssociation, packet: bytes, at: int, nh_field: int,
-                 in_udp: bool, esp: bytes) -> Decapsulated:
-    if sa.state == "dead":
-        raise EspError(f"SA 0x{sa.spi:08x} reached its hard lifetime", "hard lifetime")
-    if sa.state == "larval":
+def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[bytes, int]:
+    """Open one ESP packet (ESP header .. ICV) on inbound SA ``sa``: (payload, next header).
+
+    RFC 4303 §3.4 in order: SA state and encapsulation, lengths, the replay pre-check,
+    the ICV, the window update, then the trailer. Raises EspError (not counted here).
+    """
+    if sa.state != "mature" and sa.state != "dying":
+        if sa.state == "dead":
+            raise EspError(f"SA 0x{sa.spi:08x} reached its hard lifetime", "hard lifetime")
         raise EspError(f"SA 0x{sa.spi:08x} is larval: reserved by GETSPI, no keys yet",
                        "larval SA")
-    if bool(sa.encap) != in_udp:
+    if (sa.encap is not None) != in_udp:
         raise EspError("UDP encapsulation does not match the SA" if not in_udp
                        else "UDP-encapsulated ESP on an SA without encapsulation")
-    cipher = sa._cipher or sa.cipher
-    spec = cipher.spec
-    body = esp[ESP_HEADER:]
-    if len(body) < spec.iv_size + spec.icv_size + 2:
+    shape = sa._shape or _shape_of(sa)
+    cipher, min_body, overhead, alignment, gcm_fast = shape
+    body_len = len(esp) - ESP_HEADER
+    if body_len < min_body:
         raise EspError("ESP packet truncated: shorter than IV, trailer and ICV")
-    if (len(body) - spec.iv_size - spec.icv_size) % spec.alignment:
+    if (body_len - overhead) % alignment:
         raise EspError("ESP payload is not a whole number of blocks")
-    seq_low = int.from_bytes(esp[4:8], "big")
+    seq = _U32.unpack_from(esp, 4)[0]
     replay = sa.replay
-    seq = (replay.infer_high(seq_low) << 32) | seq_low if sa.esn else seq_low
+    if sa.esn:
+        seq |= replay.infer_high(seq) << 32
     if seq <= replay.top or seq == 0:   # only then can the window refuse it
         try:
             replay.check(seq)
         except ReplayError as exc:
             raise EspError(exc.reason, exc.kind) from None
-    esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
     try:
-        plaintext = cipher.open(esp[:ESP_HEADER], esn_high, body)
+        if gcm_fast:
+            plaintext = cipher.fast_open(esp)
+        else:
+            esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
+            plaintext = cipher.open(esp[:ESP_HEADER], esn_high, esp[ESP_HEADER:])
     except IntegrityError as exc:
         raise EspError(f"integrity check failed: {exc} (RFC 4303 §3.4.4)") from None
-    replay.accept(seq)
+    if seq > replay.top and seq - replay.top < replay.size:   # in order: shift inline
+        replay.bitmap = ((replay.bitmap << (seq - replay.top)) | 1) & replay.mask
+        replay.top = seq
+    else:
+        replay.accept(seq)
     sa.packets += 1
     sa.bytes_processed += len(plaintext)
-    pad_len, next_header = plaintext[-2], plaintext[-1]
+    pad_len = plaintext[-2]
     if pad_len + 2 > len(plaintext):
         raise EspError(f"pad length {pad_len} exceeds the payload (RFC 4303 §2.5)",
                        "bad pad length")
-    if plaintext[-2 - pad_len:-2] != _PADDING[pad_len]:
+    if pad_len and plaintext[-2 - pad_len:-2] != _PADDING[pad_len]:
         raise EspError("padding bytes are not 1, 2, 3 ... (RFC 4303 §2.4)")
-    payload = plaintext[:-2 - pad_len]
+    next_header = plaintext[-1]
     if next_header == IPPROTO_NONE:
         raise EspError("dummy packet (next header 59, RFC 4303 §2.6): discarded")
+    return plaintext[:-2 - pad_len], next_header
+
+
+def _shape_of(sa: SecurityAssociation) -> tuple:
+    """What ``seal`` and ``unseal`` need of an SA's suite, looked up once per SA."""
+    cipher = sa.cipher
+    spec = cipher.spec
+    sa._shape = (cipher, spec.iv_size + spec.icv_size + 2, spec.iv_size + spec.icv_size,
+                 spec.alignment, spec.iv_size == 8 and not sa.esn)
+    return sa._shape
+
+
+def _decapsulate(sa: SecurityAssociation, packet: bytes, at: int, nh_field: int,
+                 in_udp: bool, esp: bytes) -> Decapsulated:
+    payload, next_header = unseal(sa, esp, in_udp)
     if sa.mode == "tunnel":
         expected = IPPROTO_IPV6 if payload[:1] and payload[0] >> 4 == 6 else IPPROTO_IPIP
-        if next_header not in (IPPROTO_IPV6, IPPROTO_IPIP) or next_header != expected:
+        if next_header != expected:
             raise EspError(f"next header {next_header} is not the inner IP packet",
                            "bad next header")
-        _check_inner(payload)
-        return Decapsulated(sa, payload, next_header, in_udp)
+        return Decapsulated(sa, _inner_packet(payload), next_header, in_udp)
     if next_header in (IPPROTO_IPV6, IPPROTO_IPIP, IPPROTO_ESP):
         raise EspError(f"next header {next_header} in transport mode", "bad next header")
     return Decapsulated(sa, _rebuild_transport(packet, at, nh_field, in_udp, payload,
                                                next_header), next_header, in_udp)
 
 
-def _check_inner(inner: bytes) -> None:
+def _inner_packet(inner: bytes) -> bytes:
+    """The tunnelled packet, without TFC padding: bytes after the inner packet's own length
+    are padding the sender may add (RFC 4303 §2.7), which the receiver discards."""
     if len(inner) < 20 or (inner[0] >> 4 == 6 and len(inner) < IPV6_HEADER):
-        raise EspError("inner packet truncated")
+        raise EspError("inner packet truncated", "inner packet truncated")
+    length = IPV6_HEADER + int.from_bytes(inner[4:6], "big") if inner[0] >> 4 == 6 \
+        else int.from_bytes(inner[2:4], "big")
+    if length > len(inner):
+        raise EspError("inner packet longer than the ESP payload", "inner packet truncated")
+    return inner[:length]
 
 
 def _rebuild_transport(packet: bytes, at: int, nh_field: int, in_udp: bool,

@@ -67,6 +67,7 @@ class SecurityAssociation:
     expired: set[str] = field(default_factory=set)   # "soft", "hard" already reported
     _cipher: CipherSuite | None = field(default=None, repr=False, compare=False)
     replay: ReplayWindow | None = field(default=None, repr=False, compare=False)
+    _shape: tuple | None = field(default=None, repr=False, compare=False)  # esp.unseal's
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out"):

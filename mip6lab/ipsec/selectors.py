@@ -62,7 +62,8 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
         if ihl < 20 or len(packet) < ihl:
             raise MalformedPacket("IPv4 header truncated or IHL below 5")
         src, dst = ipaddress.IPv4Address(packet[12:16]), ipaddress.IPv4Address(packet[16:20])
-        return _upper(packet, ihl, packet[9], src, dst, None, None)
+        later_fragment = int.from_bytes(packet[6:8], "big") & 0x1FFF != 0
+        return _upper(packet, ihl, packet[9], src, dst, None, None, opaque=later_fragment)
     if packet[0] >> 4 != 6:
         raise MalformedPacket(f"not an IP packet (version {packet[0] >> 4})")
     if len(packet) < 40:
@@ -70,6 +71,7 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
     src = ipaddress.IPv6Address(packet[8:24])
     dst = ipaddress.IPv6Address(packet[24:40])
     home_src = home_dst = None
+    later_fragment = False
     nh, offset = packet[6], 40
     while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS):
         if offset + 2 > len(packet):
@@ -81,10 +83,13 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
             home_src = _home_address_option(packet[offset + 2:offset + length]) or home_src
         elif nh == IPPROTO_ROUTING and packet[offset + 2] == ROUTING_TYPE_2 and length >= 24:
             home_dst = ipaddress.IPv6Address(packet[offset + 8:offset + 24])
+        elif nh == IPPROTO_FRAGMENT:
+            later_fragment = int.from_bytes(packet[offset + 2:offset + 4], "big") >> 3 != 0
         nh = packet[offset]
         offset += length
     return _upper(packet, offset, nh, home_src or src, home_dst or dst,
-                  src if home_src else None, dst if home_dst else None)
+                  src if home_src else None, dst if home_dst else None,
+                  opaque=later_fragment)
 
 
 def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
@@ -106,10 +111,15 @@ def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
 
 
 def _upper(packet: bytes, offset: int, protocol: int, src: IPAddress, dst: IPAddress,
-           wire_src: IPAddress | None, wire_dst: IPAddress | None) -> PacketSelectors:
+           wire_src: IPAddress | None, wire_dst: IPAddress | None,
+           opaque: bool = False) -> PacketSelectors:
+    """Ports, ICMP type/code or MH type; none for a non-initial fragment, whose ports
+    are OPAQUE (RFC 4301 §4.4.1.1): only an entry with ANY ports can match it."""
     rest = packet[offset:]
     values: dict[str, int] = {}
-    if protocol in (IPPROTO_TCP, IPPROTO_UDP) and len(rest) >= 4:
+    if opaque:
+        pass
+    elif protocol in (IPPROTO_TCP, IPPROTO_UDP) and len(rest) >= 4:
         values = {"sport": int.from_bytes(rest[0:2], "big"),
                   "dport": int.from_bytes(rest[2:4], "big")}
     elif protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(rest) >= 2:

@@ -676,3 +676,36 @@ def test_esp_spi_reads_direct_and_udp_encapsulated():
     out6, _, _ = sa_pair("aes128gcm16", COA6, HA6, spi=0x1234567)
     assert esp_spi(protect(out6, hao_udp6())) == 0x1234567    # found after the HAO
     assert esp_spi(udp6()) is None
+
+
+def test_tfc_padding_after_a_tunnelled_packet_is_removed():
+    """RFC 4303 §2.7: the receiver drops what follows the inner packet's own length."""
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+
+    from mip6lab.ipsec.esp import decapsulate, encapsulate
+    from mip6lab.ipsec.sad import SecurityAssociation, SecurityAssociationDatabase
+
+    key = bytes(range(20))
+    out = SecurityAssociation(0x900, "out", "2001:db8::1", "2001:db8::2", "aes128gcm16", key,
+                              mode="tunnel")
+    sad = SecurityAssociationDatabase()
+    sad.add(SecurityAssociation(0x900, "in", "2001:db8::1", "2001:db8::2", "aes128gcm16",
+                                key, mode="tunnel"))
+    inner = bytes(IPv6(src="2001:db8:10::1", dst="2001:db8:20::1") / ICMPv6EchoRequest())
+    assert decapsulate(sad, encapsulate(out, inner + bytes(32))).packet == inner
+
+
+def test_non_initial_fragments_have_opaque_ports():
+    """RFC 4301 §4.4.1.1: a later fragment carries no ports; a port selector cannot match."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+
+    from mip6lab.ipsec.selectors import packet_selectors
+
+    first = bytes(IP(src="192.0.2.1", dst="192.0.2.2", flags="MF") / UDP(sport=1, dport=2))
+    later = bytes(IP(src="192.0.2.1", dst="192.0.2.2", frag=10, proto=17) / b"\x00\x01\x00\x02")
+    assert packet_selectors(first).dport == 2
+    assert packet_selectors(later).dport is None and packet_selectors(later).protocol == 17
+    later6 = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2")
+                   / IPv6ExtHdrFragment(offset=3, nh=17) / b"\x00\x01\x00\x02")
+    assert packet_selectors(later6).sport is None
