@@ -188,10 +188,7 @@ class IPsecStack:
                     spi=sa.spi, policy=policy.index)
         if sa.mode == "tunnel":
             self._inner_checked = True
-            if inner[0] >> 4 == 6:
-                self.node.receive_ipv6(iface, inner)
-            else:
-                self.node.receive_ipv4(iface, inner)
+            self.node.receive_ip(iface, inner)
             self._inner_checked = False
             return None
         return inner

@@ -227,9 +227,9 @@ class Node:
         ethertype = int.from_bytes(frame[12:14], "big")
         l3 = frame[ETH_HEADER_LEN:]
         if ethertype == ETH_P_IPV6:
-            self.receive_ipv6(iface, _check_ipv6(l3), frame)
+            self.receive_ip(iface, _check_ipv6(l3))
         elif ethertype == ETH_P_IP:
-            self.receive_ipv4(iface, _check_ipv4(l3))
+            self.receive_ip(iface, _check_ipv4(l3))
         elif ethertype == ETH_P_ARP:
             _check_arp(l3)
             parsed = _dissect(Ether, frame, "ARP packet")
@@ -239,40 +239,35 @@ class Node:
         else:
             raise RemoteProtocolError(f"unknown ethertype 0x{ethertype:04x}")
 
-    def receive_ipv6(self, iface: Interface, l3: bytes, frame: bytes | None = None) -> None:
+    def receive_ip(self, iface: Interface, l3: bytes) -> None:
+        """An IPv6 or IPv4 packet arrived on ``iface`` (or left a tunnel): pre-routing
+        hooks, then local delivery through IPsec input, or forwarding, or a drop."""
         for hook in self.prerouting:
             l3 = hook(l3, iface)
             if l3 is None:
                 return
-        dst = ipaddress.IPv6Address(l3[24:40])
-        if self.is_local6(iface, dst):
+        version = l3[0] >> 4
+        if version == 6:
+            dst = ipaddress.IPv6Address(l3[24:40])
+            local = self.is_local6(iface, dst)
+            forwardable = self.forwarding and not dst.is_multicast and not dst.is_link_local
+        else:
+            dst = ipaddress.IPv4Address(l3[16:20])
+            local = self.is_local4(iface, dst)
+            forwardable = self.forwarding
+        if local:
             if self.ipsec is not None:
                 l3 = self.ipsec.input(iface, l3)
                 if l3 is None:
                     return
-            self.deliver_ipv6(iface, _dissect(IPv6, l3, "IPv6 packet"))
-        elif self.forwarding and not dst.is_multicast and not dst.is_link_local:
-            self.forward(iface, l3, 6)
+            if version == 6:
+                self.deliver_ipv6(iface, _dissect(IPv6, l3, "IPv6 packet"))
+            else:
+                self.deliver_ipv4(iface, _dissect(IP, l3, "IPv4 packet"))
+        elif forwardable:
+            self.forward(iface, l3, version)
         else:
-            raise RemoteProtocolError(f"IPv6 packet for {dst}: not addressed to "
-                                      f"{self.name}")
-
-    def receive_ipv4(self, iface: Interface, l3: bytes) -> None:
-        for hook in self.prerouting:
-            l3 = hook(l3, iface)
-            if l3 is None:
-                return
-        dst = ipaddress.IPv4Address(l3[16:20])
-        if self.is_local4(iface, dst):
-            if self.ipsec is not None:
-                l3 = self.ipsec.input(iface, l3)
-                if l3 is None:
-                    return
-            self.deliver_ipv4(iface, _dissect(IP, l3, "IPv4 packet"))
-        elif self.forwarding:
-            self.forward(iface, l3, 4)
-        else:
-            raise RemoteProtocolError(f"IPv4 packet for {dst}: not addressed to "
+            raise RemoteProtocolError(f"IPv{version} packet for {dst}: not addressed to "
                                       f"{self.name}")
 
     def is_local6(self, iface: Interface, dst: ipaddress.IPv6Address) -> bool:
