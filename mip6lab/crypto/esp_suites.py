@@ -103,17 +103,10 @@ class AesGcmSuite(CipherSuite):
         self._aead = AESGCM(enc_key[:-4])
         self._salt = enc_key[-4:]
 
-    def fast_open(self, esp: bytes) -> bytes:
-        """``open`` of a whole ESP packet without extended sequence numbers (hot path)."""
-        try:
-            return self._aead.decrypt(self._salt + esp[8:16], memoryview(esp)[16:], esp[:8])
-        except InvalidTag:
-            raise IntegrityError("ICV mismatch (AES-GCM tag)") from None
-
-    def fast_seal(self, header: bytes, iv: bytes, plaintext: bytes) -> bytes:
-        """The whole ESP packet (header included) without extended sequence numbers: the
-        per-packet hot path, joined in one copy."""
-        return b"".join((header, iv, self._aead.encrypt(self._salt + iv, plaintext, header)))
+    def primitives(self) -> tuple:
+        """(encrypt, decrypt, salt) for a caller that builds nonce and AAD itself: the
+        ESP hot path (:func:`mip6lab.ipsec.esp.seal` / ``unseal``)."""
+        return self._aead.encrypt, self._aead.decrypt, self._salt
 
     def seal(self, header: bytes, esn_high: bytes, iv: bytes, plaintext: bytes) -> bytes:
         aad = header[:4] + esn_high + header[4:]

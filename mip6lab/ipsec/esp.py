@@ -30,6 +30,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from cryptography.exceptions import InvalidTag
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import checksum
@@ -164,14 +165,15 @@ def seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes = 
     if seq > sa.seq_limit:
         sa.next_seq()  # raises SaExhausted with the explanation
     sa.seq = seq
-    cipher, _, _, alignment, gcm_fast = sa._shape or _shape_of(sa)
+    cipher, _, _, alignment, gcm = sa._shape or _shape_of(sa)
     pad_len = (-(len(payload) + 2)) % alignment
     plaintext = payload + _TRAILERS[pad_len][next_header]
     sa.packets += 1
     sa.bytes_processed += len(plaintext)
-    if gcm_fast:  # the 64-bit sequence number is GCM's never-repeating IV (RFC 4106 §3)
+    if gcm is not None:  # the 64-bit sequence number is GCM's unique IV (RFC 4106 §3)
         iv = seq.to_bytes(8, "big")
-        return cipher.fast_seal(sa.spi_bytes + iv[4:], iv, plaintext)
+        header = sa.spi_bytes + iv[4:]
+        return b"".join((header, iv, gcm[0](gcm[2] + iv, plaintext, header)))
     if cipher.spec.iv_size == 8:
         iv = seq.to_bytes(8, "big")
     header = sa.spi_bytes + (seq & MASK32).to_bytes(4, "big")
@@ -319,7 +321,7 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
         raise EspError("UDP encapsulation does not match the SA" if not in_udp
                        else "UDP-encapsulated ESP on an SA without encapsulation")
     shape = sa._shape or _shape_of(sa)
-    cipher, min_body, overhead, alignment, gcm_fast = shape
+    cipher, min_body, overhead, alignment, gcm = shape
     body_len = len(esp) - ESP_HEADER
     if body_len < min_body:
         raise EspError("ESP packet truncated: shorter than IV, trailer and ICV")
@@ -335,8 +337,11 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
         except ReplayError as exc:
             raise EspError(exc.reason, exc.kind) from None
     try:
-        if gcm_fast:
-            plaintext = cipher.fast_open(esp)
+        if gcm is not None:
+            try:
+                plaintext = gcm[1](gcm[2] + esp[8:16], memoryview(esp)[16:], esp[:8])
+            except InvalidTag:
+                raise IntegrityError("ICV mismatch (AES-GCM tag)") from None
         else:
             esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
             plaintext = cipher.open(esp[:ESP_HEADER], esn_high, esp[ESP_HEADER:])
@@ -362,11 +367,14 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
 
 
 def _shape_of(sa: SecurityAssociation) -> tuple:
-    """What ``seal`` and ``unseal`` need of an SA's suite, looked up once per SA."""
+    """What ``seal`` and ``unseal`` need of an SA's suite, looked up once per SA: the
+    cipher, the shortest body, the IV + ICV overhead, the alignment, and for AES-GCM
+    without ESN the bare primitives (encrypt, decrypt, salt), called inline per packet."""
     cipher = sa.cipher
     spec = cipher.spec
+    gcm = cipher.primitives() if spec.iv_size == 8 and not sa.esn else None
     sa._shape = (cipher, spec.iv_size + spec.icv_size + 2, spec.iv_size + spec.icv_size,
-                 spec.alignment, spec.iv_size == 8 and not sa.esn)
+                 spec.alignment, gcm)
     return sa._shape
 
 
