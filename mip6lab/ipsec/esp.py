@@ -312,16 +312,16 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
     RFC 4303 §3.4 in order: SA state and encapsulation, lengths, the replay pre-check,
     the ICV, the window update, then the trailer. Raises EspError (not counted here).
     """
-    if sa.state != "mature" and sa.state != "dying":
-        if sa.state == "dead":
+    state = sa.state
+    if state != "mature" and state != "dying":
+        if state == "dead":
             raise EspError(f"SA 0x{sa.spi:08x} reached its hard lifetime", "hard lifetime")
         raise EspError(f"SA 0x{sa.spi:08x} is larval: reserved by GETSPI, no keys yet",
                        "larval SA")
     if (sa.encap is not None) != in_udp:
         raise EspError("UDP encapsulation does not match the SA" if not in_udp
                        else "UDP-encapsulated ESP on an SA without encapsulation")
-    shape = sa._shape or _shape_of(sa)
-    cipher, min_body, overhead, alignment, gcm = shape
+    cipher, min_body, overhead, alignment, gcm = sa._shape or _shape_of(sa)
     body_len = len(esp) - ESP_HEADER
     if body_len < min_body:
         raise EspError("ESP packet truncated: shorter than IV, trailer and ICV")
@@ -331,31 +331,32 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
     replay = sa.replay
     if sa.esn:
         seq |= replay.infer_high(seq) << 32
-    if seq <= replay.top or seq == 0:   # only then can the window refuse it
+    top = replay.top
+    if seq <= top or seq == 0:   # only then can the window refuse it
         try:
             replay.check(seq)
         except ReplayError as exc:
             raise EspError(exc.reason, exc.kind) from None
     try:
         if gcm is not None:
-            try:
-                plaintext = gcm[1](gcm[2] + esp[8:16], memoryview(esp)[16:], esp[:8])
-            except InvalidTag:
-                raise IntegrityError("ICV mismatch (AES-GCM tag)") from None
+            plaintext = gcm[1](gcm[2] + esp[8:16], memoryview(esp)[16:], esp[:8])
         else:
             esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
             plaintext = cipher.open(esp[:ESP_HEADER], esn_high, esp[ESP_HEADER:])
-    except IntegrityError as exc:
-        raise EspError(f"integrity check failed: {exc} (RFC 4303 §3.4.4)") from None
-    if seq > replay.top and seq - replay.top < replay.size:   # in order: shift inline
-        replay.bitmap = ((replay.bitmap << (seq - replay.top)) | 1) & replay.mask
+    except (IntegrityError, InvalidTag) as exc:
+        why = exc if isinstance(exc, IntegrityError) else "ICV mismatch (AES-GCM tag)"
+        raise EspError(f"integrity check failed: {why} (RFC 4303 §3.4.4)") from None
+    shift = seq - top
+    if 0 < shift < replay.size:   # in order: the window slides, inline
+        replay.bitmap = ((replay.bitmap << shift) | 1) & replay.mask
         replay.top = seq
     else:
         replay.accept(seq)
+    size = len(plaintext)
     sa.packets += 1
-    sa.bytes_processed += len(plaintext)
+    sa.bytes_processed += size
     pad_len = plaintext[-2]
-    if pad_len + 2 > len(plaintext):
+    if pad_len + 2 > size:
         raise EspError(f"pad length {pad_len} exceeds the payload (RFC 4303 §2.5)",
                        "bad pad length")
     if pad_len and plaintext[-2 - pad_len:-2] != _PADDING[pad_len]:
