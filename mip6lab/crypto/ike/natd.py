@@ -1,0 +1,34 @@
+"""NAT detection (RFC 7296 §2.23): the hashes in NAT_DETECTION_SOURCE/DESTINATION_IP.
+
+Each is ``SHA-1(SPIi | SPIr | IP | Port)`` over the address and UDP port the sender sees
+for itself (source) or for the peer (destination): 4 or 16 address bytes, the port as two
+bytes in network order. In the IKE_SA_INIT request SPIr is still zero. A receiver
+recomputes them from the datagram's real addresses: a mismatch means a NAT rewrote that
+side, and the endpoints then move to UDP 4500 and encapsulate ESP (RFC 3948).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from cryptography.hazmat.primitives import hashes
+
+NAT_DETECTION_SOURCE_IP = 16388
+NAT_DETECTION_DESTINATION_IP = 16389
+
+
+def nat_detection_data(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4Address
+                       | ipaddress.IPv6Address, port: int) -> bytes:
+    """The hashed input: SPIi | SPIr | IP | Port."""
+    if len(spi_i) != 8 or len(spi_r) != 8:
+        raise ValueError("IKE SPIs are 8 bytes each")
+    packed = ipaddress.ip_address(address).packed
+    return bytes(spi_i) + bytes(spi_r) + packed + int(port).to_bytes(2, "big")
+
+
+def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4Address
+                       | ipaddress.IPv6Address, port: int) -> bytes:
+    """SHA-1(SPIi | SPIr | IP | Port), 20 bytes (SHA-1 is what §2.23 fixes)."""
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(nat_detection_data(spi_i, spi_r, address, port))
+    return digest.finalize()
