@@ -163,13 +163,15 @@ def _describe(frame: bytes | Packet) -> str:
 def _ipsec_label(pkt: Packet, src: str, dst: str) -> str | None:
     """ESP, ESP in UDP (RFC 3948), NAT-keepalives and IKE on 4500, by name."""
     udp = pkt.getlayer(UDP)
+    if udp is not None and 500 in (udp.sport, udp.dport):
+        return _ike_label(bytes(udp.payload), f"{src}:{udp.sport} → {dst}:{udp.dport}")
     if udp is not None and 4500 in (udp.sport, udp.dport):
         raw = bytes(udp.payload)
         where = f"{src}:{udp.sport} → {dst}:{udp.dport}"
         if raw == b"\xff":
             return f"NAT-keepalive {where}"
         if raw[:4] == b"\x00\x00\x00\x00":
-            return f"IKE (non-ESP marker) {where} {len(raw) - 4} B"
+            return _ike_label(raw[4:], where)
         if len(raw) >= 8:
             return (f"ESP-in-UDP spi=0x{int.from_bytes(raw[:4], 'big'):08x} "
                     f"seq={int.from_bytes(raw[4:8], 'big')} {where}")
@@ -177,6 +179,19 @@ def _ipsec_label(pkt: Packet, src: str, dst: str) -> str | None:
         esp = pkt[ESP]
         return f"ESP spi=0x{esp.spi:08x} seq={esp.seq} {src} → {dst}"
     return None
+
+
+_EXCHANGES = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL"}
+
+
+def _ike_label(message: bytes, where: str) -> str:
+    """``IKE_AUTH request #1 ...``: exchange, direction and message ID from the header."""
+    if len(message) < 28:
+        return f"IKE (truncated) {where}"
+    exchange = _EXCHANGES.get(message[18], f"exchange {message[18]}")
+    kind = "response" if message[19] & 0x20 else "request"
+    message_id = int.from_bytes(message[20:24], "big")
+    return f"IKE {exchange} {kind} #{message_id} {where} {len(message)} B"
 
 
 def options_of(pkt: Packet, option_class: type) -> list[Packet]:

@@ -116,6 +116,7 @@ class Node:
         self.echo_listeners: list[Callable[[EchoReply], None]] = []
         self.link_listeners: list[Callable[[Interface, bool], None]] = []
         self.ipsec: Any = None   # an IPsecStack plugs itself in here (mip6lab.ipsec)
+        self.ike: Any = None     # and an IkeDaemon here (mip6lab.ikev2)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -79,9 +79,13 @@ class Scenario:
 
     def write_keys(self, directory: str) -> dict[str, str]:
         """Write Wireshark's key tables for this run into ``directory``."""
+        from ..ikev2.wireshark import write_ikev2_decryption_table
         from ..ipsec.wireshark import write_esp_sa
 
-        return {"esp_sa": write_esp_sa(directory, self.security_associations())}
+        ike_sas = [sa for node in self.lab.nodes.values() if node.ike is not None
+                   for sa in node.ike.sas.values()]
+        return {"esp_sa": write_esp_sa(directory, self.security_associations()),
+                "ikev2_decryption_table": write_ikev2_decryption_table(directory, ike_sas)}
 
     def report(self) -> dict[str, Any]:
         """The contract every scenario's ``--json`` output keeps."""

@@ -1,0 +1,206 @@
+"""The IKE daemon of a node in the in-process network: the driver of :class:`IkeSa`.
+
+It does the I/O the engine may not: binds UDP 500 and 4500 on the node (4500 with the
+non-ESP marker, RFC 3948 §2.2), keeps time with the lab's simulator, draws randomness
+from the lab's seeded source, and talks to the IPsec subsystem only through the key
+engine -- GETSPI for the inbound SPI, UPDATE and ADD for the negotiated SAs, SPDADD for
+the child SA's policy (the daemon owns these SPD entries: "the IKE daemon installs them
+from its own configuration", one of the two ways the course compares) -- and REGISTERs
+for ACQUIRE, so that a packet that needs an SA starts a negotiation.
+
+Each IKE SA's events are turned into trace events (module ``ike``) so the ladder shows
+what the exchanges established.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from ..ipsec import (PROTECT, IPsecStack, IPsecTemplate, KeyMessage, SecurityAssociation,
+                     SecurityPolicy, Selectors)
+from ..net.node import Node, UdpDatagram
+from ..net.sim import ScheduledCall
+from ..wire.ikev2 import unwrap_udp
+from .config import IkeConfig
+from .sa import (AddressAssigned, ChildSaEstablished, IkeSa, IkeSaDeleted, IkeSaEstablished,
+                 IkeSaFailed, MessageDropped)
+from .ts import TrafficSelector
+
+IKE_PORT, NAT_T_PORT = 500, 4500
+
+
+class IkeDaemon:
+    """IKEv2 for one node: initiator towards configured peers, responder for anyone."""
+
+    def __init__(self, node: Node, config: IkeConfig, name: str = "iked") -> None:
+        self.node = node
+        self.config = config
+        self.name = name
+        self.ipsec = node.ipsec or IPsecStack(node)
+        node.ike = self
+        self.socket = self.ipsec.engine.open(name)
+        self.socket.register("ACQUIRE")
+        self.socket.on_message(self._key_message)
+        self.sas: dict[bytes, IkeSa] = {}      # by initiator SPI
+        self.established: list[IkeSa] = []
+        self.failures: list[IkeSaFailed] = []
+        self._timers: dict[int, ScheduledCall] = {}
+        node.bind_udp(IKE_PORT, self._datagram)
+        node.bind_udp(NAT_T_PORT, self._datagram)
+
+    # -- the engine's services -------------------------------------------------------------
+
+    def _random(self, n: int) -> bytes:
+        return self.node.sim.random.randbytes(n)
+
+    def _allocate_spi(self, peer: str) -> int:
+        reply = self.socket.send(KeyMessage("GETSPI", src=peer, dst=self._local_for(peer)))
+        return reply.spi
+
+    def _local_for(self, peer: str) -> str:
+        """Our address towards ``peer``: the source the routing table would choose."""
+        address = ipaddress.ip_address(peer)
+        route = self.node.routes.lookup(address)
+        iface = self.node.interfaces[route.interface] if route else \
+            next(iter(self.node.interfaces.values()))
+        return str(iface.source_for(address))
+
+    # -- starting --------------------------------------------------------------------------
+
+    def initiate(self, peer: str) -> IkeSa:
+        """Start an IKE SA (and its first child SA) with ``peer``."""
+        local = self._local_for(peer)
+        sa = IkeSa(self.config, True, local, peer, self._random,
+                   lambda: self._allocate_spi(peer), self.node.sim.now_us)
+        self.sas[sa.spi_i] = sa
+        sa.initiate(self.node.sim.now_us)
+        self._announce(sa, f"IKE_SA_INIT → {peer}")
+        self._pump(sa)
+        return sa
+
+    def _key_message(self, message: KeyMessage) -> None:
+        if message.type == "ACQUIRE" and message.sender == "kernel" and message.dst:
+            peer = str(message.dst)
+            if not any(str(sa.remote) == peer and sa.state != "CLOSED"
+                       for sa in self.sas.values()):
+                self.initiate(peer)
+
+    # -- I/O -------------------------------------------------------------------------------
+
+    def _datagram(self, datagram: UdpDatagram) -> None:
+        data = datagram.payload
+        if datagram.dport == NAT_T_PORT:
+            data = unwrap_udp(data, NAT_T_PORT)
+            if data is None:
+                return        # a keepalive or ESP that is not ours to read
+        if len(data) < 28:
+            self.node.drop("ike", "datagram shorter than an IKE header", None)
+            return
+        spi_i, spi_r, flags = data[:8], data[8:16], data[19]
+        sa = self.sas.get(spi_i)
+        if sa is None:
+            if flags & 0x20 or spi_r != bytes(8) or data[18] != 34:
+                self.node.drop("ike", f"no IKE SA for SPI {spi_i.hex()}", None)
+                return
+            sa = IkeSa(self.config, False, str(datagram.dst), str(datagram.src),
+                       self._random, lambda: self._allocate_spi(str(datagram.src)),
+                       self.node.sim.now_us, datagram.dport, datagram.sport)
+            self.sas[spi_i] = sa
+        sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us)
+        self._pump(sa)
+
+    def _pump(self, sa: IkeSa) -> None:
+        """Send what the engine wants sent, act on its events, arm its timer."""
+        for d in sa.datagrams_to_send():
+            self.node.send_udp(d.dst, d.dport, d.data, d.sport, src=d.src)
+        while (event := sa.next_event()) is not None:
+            self._event(sa, event)
+        timer = self._timers.pop(id(sa), None)
+        if timer is not None:
+            timer.cancel()
+        if sa.timer_us is not None:
+            self._timers[id(sa)] = self.node.sim.call_at(
+                max(sa.timer_us, self.node.sim.now_us), self._timeout, sa,
+                label=f"{self.node.name} IKE retransmit")
+
+    def _timeout(self, sa: IkeSa) -> None:
+        self._timers.pop(id(sa), None)
+        sa.handle_timer(self.node.sim.now_us)
+        self._pump(sa)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _announce(self, sa: IkeSa, summary: str, **data: Any) -> None:
+        self.node.announce("ike", f"[{sa.spi_i.hex()[:8]}] {summary}", **data)
+
+    def _event(self, sa: IkeSa, event) -> None:
+        if isinstance(event, IkeSaEstablished):
+            self.established.append(sa)
+            self._announce(sa, f"IKE SA established with {event.peer_id[1]} "
+                           f"({event.proposal}{', NAT detected' if event.nat_detected else ''})",
+                           proposal=event.proposal, nat_detected=event.nat_detected)
+        elif isinstance(event, ChildSaEstablished):
+            self._install(sa, event)
+        elif isinstance(event, AddressAssigned):
+            self._announce(sa, f"{event.attribute} {event.value} "
+                           f"{'from' if sa.initiator else 'for'} {event.peer_id[1]}",
+                           attribute=event.attribute, value=str(event.value))
+        elif isinstance(event, IkeSaFailed):
+            self.failures.append(event)
+            self._announce(sa, f"IKE SA failed: {event.reason}", notify=event.notify)
+        elif isinstance(event, IkeSaDeleted):
+            self._announce(sa, "IKE SA deleted" + (" by the peer" if event.by_peer else ""))
+            self._remove_child(sa)
+        elif isinstance(event, MessageDropped):
+            self.node.drop("ike", event.reason, None)
+
+    def _install(self, sa: IkeSa, child: ChildSaEstablished) -> None:
+        """Through the seam: UPDATE the larval inbound SA, ADD the outbound, SPDADD."""
+        local, remote = str(sa.local), str(sa.remote)
+        encap = (sa.local_port, sa.remote_port) if child.udp_encapsulation else None
+        inbound = SecurityAssociation(child.inbound_spi, "in", remote, local, child.suite,
+                                      child.encr_in, child.integ_in, mode=child.mode,
+                                      reqid=child.reqid,
+                                      encap=(encap[1], encap[0]) if encap else None)
+        outbound = SecurityAssociation(child.outbound_spi, "out", local, remote, child.suite,
+                                       child.encr_out, child.integ_out, mode=child.mode,
+                                       reqid=child.reqid, encap=encap)
+        self.socket.send(KeyMessage("UPDATE", sa=inbound))
+        self.socket.send(KeyMessage("ADD", sa=outbound))
+        for local_ts in child.local_ts:
+            for remote_ts in child.remote_ts:
+                selectors = _selectors(local_ts, remote_ts)
+                if selectors is None:
+                    continue
+                template = IPsecTemplate(child.mode, sa.local if child.mode == "tunnel"
+                                         else None, sa.remote if child.mode == "tunnel"
+                                         else None, child.reqid)
+                self.socket.send(KeyMessage("SPDADD", policy=SecurityPolicy(
+                    selectors, PROTECT, template, name=f"ike-{sa.spi_i.hex()[:8]}")))
+        self._announce(sa, f"child SA {child.mode} {child.suite} in 0x{child.inbound_spi:08x} "
+                       f"out 0x{child.outbound_spi:08x}")
+
+    def _remove_child(self, sa: IkeSa) -> None:
+        child = sa.child
+        if child is None:
+            return
+        self.socket.send(KeyMessage("DELETE", spi=child.inbound_spi, direction="in"))
+        self.socket.send(KeyMessage("DELETE", spi=child.outbound_spi, direction="out",
+                                    dst=sa.remote))
+        for policy in self.ipsec.spd.find(name=f"ike-{sa.spi_i.hex()[:8]}"):
+            self.socket.send(KeyMessage("SPDDELETE", policy_index=policy.index))
+
+    def delete(self, sa: IkeSa) -> None:
+        sa.delete(self.node.sim.now_us)
+        self._pump(sa)
+
+
+def _selectors(local: TrafficSelector, remote: TrafficSelector) -> Selectors | None:
+    """SPD selectors for a pair of traffic selectors that are whole networks."""
+    local_net, remote_net = local.network(), remote.network()
+    if local_net is None or remote_net is None or local_net.version != remote_net.version:
+        return None
+    ports = lambda ts: None if (ts.start_port, ts.end_port) == (0, 0xFFFF) else \
+        (ts.start_port, ts.end_port)
+    return Selectors(local_net, remote_net, local.protocol or None, ports(local), ports(remote))

@@ -1,0 +1,704 @@
+"""One IKE SA, initiator or responder, as a sans-I/O engine (RFC 7296).
+
+Fed with datagrams (:meth:`IkeSa.receive`), time (:meth:`IkeSa.handle_timer`) and
+requests (:meth:`IkeSa.initiate`, :meth:`IkeSa.delete`); it answers with datagrams to
+send (:meth:`IkeSa.datagrams_to_send`), a timer (:attr:`IkeSa.timer_us`) and events
+(:meth:`IkeSa.next_event`). It owns no socket, clock or random source: the driver
+passes time in and gives it ``random(n) -> bytes`` and ``allocate_spi() -> int`` (the
+key engine's GETSPI). Installing the negotiated child SA is the driver's job too, from
+the :class:`ChildSaEstablished` event: the engine never reaches into the SAD.
+
+The exchanges and their states, in the spirit of h11's state table::
+
+    initiator  IDLE --initiate--> INIT_SENT --IKE_SA_INIT resp--> AUTH_SENT
+               AUTH_SENT --IKE_AUTH resp--> ESTABLISHED --delete--> DELETING --> CLOSED
+    responder  IDLE --IKE_SA_INIT req--> INIT_DONE --IKE_AUTH req--> ESTABLISHED
+               ESTABLISHED --INFORMATIONAL Delete req--> CLOSED
+
+Requests are retransmitted with exponential backoff (§2.1) until answered or given up;
+a responder answers a retransmitted request from its cached response (§2.1) and drops
+messages with unexpected message IDs (§2.2). Bad input -- malformed messages, failed
+integrity, unknown critical payloads -- is dropped with an event saying why, or answered
+with the notify RFC 7296 prescribes (INVALID_SYNTAX, UNSUPPORTED_CRITICAL_PAYLOAD,
+NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, AUTHENTICATION_FAILED, TS_UNACCEPTABLE,
+INTERNAL_ADDRESS_FAILURE); the state stays as it was.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..crypto.ike import auth, keys as ikekeys
+from ..crypto.ike.dh import KeyExchange, generate_key_exchange
+from ..crypto.ike.errors import (AuthenticationFailed, IntegrityError, InvalidKeyExchange,
+                                 NoProposalChosen)
+from ..crypto.ike.natd import nat_detection_hash
+from ..crypto.ike.proposals import Proposal, select_proposal
+from ..crypto.ike.sk import decrypt_message, encrypt_message
+from ..errors import MalformedPacket, RemoteProtocolError
+from ..wire import ikev2 as w
+from .config import ID_TYPE_NUMBERS, IkeConfig
+from .pools import PoolExhausted
+from .ts import TrafficSelector, narrow
+
+IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL = 34, 35, 36, 37
+ID_NAMES = {number: name for name, number in ID_TYPE_NUMBERS.items()}
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of what an IKE SA tells its driver."""
+
+
+@dataclass(frozen=True)
+class IkeSaEstablished(Event):
+    spi_i: bytes
+    spi_r: bytes
+    proposal: str
+    peer_id: tuple[str, str]
+    nat_detected: bool
+
+
+@dataclass(frozen=True)
+class ChildSaEstablished(Event):
+    """A child SA pair to install: our inbound SPI, the peer's (our outbound) SPI."""
+
+    inbound_spi: int
+    outbound_spi: int
+    suite: str
+    mode: str
+    encr_in: bytes
+    integ_in: bytes
+    encr_out: bytes
+    integ_out: bytes
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+    udp_encapsulation: bool
+    reqid: int
+
+
+@dataclass(frozen=True)
+class AddressAssigned(Event):
+    """The configuration payload's answer (initiator) or grant (responder)."""
+
+    attribute: str          # "INTERNAL_IP6_ADDRESS", "INTERNAL_IP4_ADDRESS", "MIP6_HOME_PREFIX"
+    value: Any
+    peer_id: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class IkeSaFailed(Event):
+    reason: str
+    notify: str | None = None
+
+
+@dataclass(frozen=True)
+class IkeSaDeleted(Event):
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class MessageDropped(Event):
+    reason: str
+
+
+@dataclass(frozen=True)
+class Datagram:
+    data: bytes
+    src: str
+    dst: str
+    sport: int
+    dport: int
+
+
+@dataclass
+class _Request:
+    message_id: int
+    data: bytes
+    exchange: int
+    tries: int = 0
+    deadline_us: int = 0
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+class IkeSa:
+    """An IKE SA and its first child SA."""
+
+    def __init__(self, config: IkeConfig, initiator: bool, local: str, remote: str,
+                 random: Callable[[int], bytes], allocate_spi: Callable[[], int],
+                 now_us: int = 0, local_port: int = 500, remote_port: int = 500) -> None:
+        self.config = config
+        self.initiator = initiator
+        self.local = ipaddress.ip_address(local)
+        self.remote = ipaddress.ip_address(remote)
+        self.local_port, self.remote_port = local_port, remote_port
+        self.random = random
+        self.allocate_spi = allocate_spi
+        self.now_us = now_us
+        self.state = "IDLE"
+        self.spi_i = random(8) if initiator else bytes(8)
+        self.spi_r = bytes(8) if initiator else random(8)
+        self.proposal: Proposal | None = None
+        self.ke: KeyExchange | None = None
+        self.nonce_i = self.nonce_r = b""
+        self.keys: ikekeys.IkeKeys | None = None
+        self.init_request = self.init_response = b""
+        self.peer_id: tuple[str, str] | None = None
+        self.nat_detected = False
+        self.nat_local = self.nat_remote = False
+        self.child_inbound_spi: int | None = None
+        self.child: ChildSaEstablished | None = None
+        self.assigned: list[AddressAssigned] = []
+        self.next_request_id = 0          # our next request's message ID
+        self.expected_request_id = 0      # the peer's next request's message ID
+        self.pending: _Request | None = None
+        self.last_response: tuple[int, bytes] | None = None   # responder's cache
+        self._out: list[Datagram] = []
+        self._events: deque[Event] = deque()
+        self.messages_sent = self.messages_received = 0
+        self.exchanges = 0
+
+    # -- driver interface ------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def timer_us(self) -> int | None:
+        return self.pending.deadline_us if self.pending else None
+
+    def handle_timer(self, now_us: int) -> None:
+        """Retransmit the outstanding request, or give up (RFC 7296 §2.1, §2.4)."""
+        self.now_us = now_us
+        request = self.pending
+        if request is None or now_us < request.deadline_us:
+            return
+        if request.tries >= self.config.retransmit_tries:
+            self.pending = None
+            self.state = "CLOSED"
+            self._events.append(IkeSaFailed(f"no answer after {request.tries} "
+                                            "transmissions: peer unreachable"))
+            return
+        self._transmit(request)
+
+    @property
+    def spi_pair(self) -> tuple[bytes, bytes]:
+        return self.spi_i, self.spi_r
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _emit(self, data: bytes) -> None:
+        self.messages_sent += 1
+        payload = w.wrap_udp(data, self.remote_port) if self.remote_port == 4500 else data
+        self._out.append(Datagram(payload, str(self.local), str(self.remote),
+                                  self.local_port, self.remote_port))
+
+    def _transmit(self, request: _Request) -> None:
+        request.tries += 1
+        backoff = self.config.retransmit_timeout * (2 ** (request.tries - 1))
+        request.deadline_us = self.now_us + int(backoff * 1_000_000)
+        self._emit(request.data)
+
+    def _request(self, exchange: int, payloads: list, encrypted: bool) -> None:
+        message_id = self.next_request_id
+        self.next_request_id += 1
+        data = self._build(exchange, payloads, message_id, response=False, encrypted=encrypted)
+        self.pending = _Request(message_id, data, exchange)
+        self.exchanges += 1
+        self._transmit(self.pending)
+        if exchange == IKE_SA_INIT:
+            self.init_request = data
+
+    def _respond(self, exchange: int, message_id: int, payloads: list,
+                 encrypted: bool) -> bytes:
+        data = self._build(exchange, payloads, message_id, response=True, encrypted=encrypted)
+        self.last_response = (message_id, data)
+        self._emit(data)
+        return data
+
+    def _build(self, exchange: int, payloads: list, message_id: int, *, response: bool,
+               encrypted: bool) -> bytes:
+        message = w.build_message(exchange, [] if encrypted else payloads,
+                                  init_spi=self.spi_i, resp_spi=self.spi_r,
+                                  message_id=message_id, initiator=self.initiator,
+                                  response=response)
+        if not encrypted:
+            return bytes(message)
+        first, inner = w.build_inner_payloads(payloads)
+        cipher = self.keys.cipher(from_initiator=self.initiator)
+        return encrypt_message(cipher, bytes(message)[:28], first, inner,
+                               self.random(cipher.iv_size))
+
+    # -- starting --------------------------------------------------------------------------
+
+    def initiate(self, now_us: int = 0, group: int | None = None) -> None:
+        """Send IKE_SA_INIT (§1.2): SA, KE, Ni and the NAT detection notifies."""
+        self.now_us = now_us
+        if not self.initiator or self.state not in ("IDLE", "INIT_SENT"):
+            raise ValueError(f"cannot initiate in state {self.state}")
+        group = group or self.config.ike_proposals[0].ke_group
+        self.ke = generate_key_exchange(group, self.random)
+        self.nonce_i = self.random(32)
+        payloads = [w.build_sa_payload(self.config.ike_proposals),
+                    w.IKEv2_KE(group=group, ke=self.ke.public_value),
+                    w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies()
+        self.state = "INIT_SENT"
+        self.next_request_id = 0
+        self._request(IKE_SA_INIT, payloads, encrypted=False)
+
+    def _natd_notifies(self) -> list:
+        """NAT_DETECTION_SOURCE_IP / _DESTINATION_IP hashes (§2.23)."""
+        spi_r = self.spi_r if not self.initiator else bytes(8)
+        source = nat_detection_hash(self.spi_i, spi_r, self.local, self.local_port)
+        destination = nat_detection_hash(self.spi_i, spi_r, self.remote, self.remote_port)
+        return [w.IKEv2_Notify(type="NAT_DETECTION_SOURCE_IP", notify=source),
+                w.IKEv2_Notify(type="NAT_DETECTION_DESTINATION_IP", notify=destination)]
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive(self, data: bytes, src: str, sport: int, now_us: int) -> None:
+        """A datagram from the peer (UDP 500, or 4500 with the non-ESP marker removed by
+        the driver). Never raises for bad input: drops and notifies instead."""
+        self.now_us = now_us
+        try:
+            message = w.decode_message(data)
+        except MalformedPacket as exc:
+            self._events.append(MessageDropped(f"malformed IKE message: {exc}"))
+            return
+        self.messages_received += 1
+        response = bool(message.flags & 0x20)
+        try:
+            if response:
+                self._receive_response(message, bytes(data), src, sport)
+            else:
+                self._receive_request(message, bytes(data), src, sport)
+        except IntegrityError as exc:
+            self._events.append(MessageDropped(f"integrity check failed: {exc}"))
+        except RemoteProtocolError as exc:
+            self._events.append(MessageDropped(exc.reason))
+
+    def _decrypt(self, data: bytes) -> list:
+        from_initiator = not self.initiator
+        first, inner = decrypt_message(self.keys.cipher(from_initiator=from_initiator), data)
+        return w.decode_inner_payloads(first, inner)
+
+    def _receive_response(self, message, data: bytes, src: str, sport: int) -> None:
+        request = self.pending
+        if request is None or message.id != request.message_id:
+            raise RemoteProtocolError(f"response with message ID {message.id}: "
+                                      "not the one we wait for (§2.2)")
+        if message.exch_type == IKE_SA_INIT:
+            self._init_response(message, data)
+        elif message.exch_type == IKE_AUTH:
+            self._auth_response(self._decrypt(data))
+        elif message.exch_type == INFORMATIONAL:
+            self._decrypt(data)
+            self.pending = None
+            if self.state == "DELETING":
+                self.state = "CLOSED"
+                self._events.append(IkeSaDeleted(by_peer=False))
+
+    def _receive_request(self, message, data: bytes, src: str, sport: int) -> None:
+        if self.last_response is not None and message.id == self.last_response[0]:
+            self._emit(self.last_response[1])    # a retransmission: the cached answer
+            return
+        if message.id != self.expected_request_id:
+            raise RemoteProtocolError(f"request with message ID {message.id}, expected "
+                                      f"{self.expected_request_id} (§2.2)")
+        if message.exch_type == IKE_SA_INIT and self.state == "IDLE":
+            self._init_request(message, data, src, sport)
+        elif message.exch_type == IKE_AUTH and self.state == "INIT_DONE":
+            self._auth_request(message.id, self._decrypt(data))
+        elif message.exch_type == INFORMATIONAL and self.state == "ESTABLISHED":
+            payloads = self._decrypt(data)
+            self.expected_request_id += 1
+            deletes = [p for p in payloads if isinstance(p, w.IKEv2_Delete) and p.proto == 1]
+            self._respond(INFORMATIONAL, message.id, [], encrypted=True)
+            if deletes:
+                self.state = "CLOSED"
+                self._events.append(IkeSaDeleted(by_peer=True))
+        else:
+            raise RemoteProtocolError(f"exchange {message.exch_type} not expected in state "
+                                      f"{self.state}")
+
+    # -- IKE_SA_INIT -----------------------------------------------------------------------
+
+    def _init_request(self, message, data: bytes, src: str, sport: int) -> None:
+        payloads = w.message_payloads(message)
+        self.spi_i = bytes(message.init_SPI)
+        critical = w.find_unknown_critical(payloads, message.next_payload)
+        if critical:
+            self._respond(IKE_SA_INIT, message.id, [w.IKEv2_Notify(
+                type="UNSUPPORTED_CRITICAL_PAYLOAD", notify=bytes([critical[0]]))],
+                encrypted=False)
+            return
+        sa = _first(payloads, w.IKEv2_SA)
+        ke = _first(payloads, w.IKEv2_KE)
+        nonce = _first(payloads, w.IKEv2_Nonce)
+        if sa is None or ke is None or nonce is None:
+            self._respond(IKE_SA_INIT, message.id,
+                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=False)
+            return
+        try:
+            chosen = select_proposal(w.decode_sa(sa), self.config.ike_proposals,
+                                     prefer="configured")
+        except NoProposalChosen:
+            self._respond(IKE_SA_INIT, message.id,
+                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=False)
+            self._events.append(IkeSaFailed("no acceptable IKE proposal",
+                                            "NO_PROPOSAL_CHOSEN"))
+            return
+        if chosen.ke_group != ke.group:       # §1.2: tell the initiator which group
+            self._respond(IKE_SA_INIT, message.id, [w.IKEv2_Notify(
+                type="INVALID_KE_PAYLOAD", dh_group=chosen.ke_group)], encrypted=False)
+            self.last_response = None          # the retry comes with message ID 0 again
+            return
+        self.proposal = chosen
+        self.ke = generate_key_exchange(chosen.ke_group, self.random)
+        try:
+            shared = self.ke.shared_secret(bytes(ke.ke))
+        except InvalidKeyExchange as exc:
+            self._respond(IKE_SA_INIT, message.id,
+                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=False)
+            raise RemoteProtocolError(f"bad KE payload: {exc}") from None
+        self.nonce_i, self.nonce_r = bytes(nonce.nonce), self.random(32)
+        self._check_nat(payloads, src, sport)
+        self.remote_port = sport
+        self.init_request = data
+        response = [w.build_sa_payload([chosen]),
+                    w.IKEv2_KE(group=chosen.ke_group, ke=self.ke.public_value),
+                    w.IKEv2_Nonce(nonce=self.nonce_r)] + self._natd_notifies()
+        self.init_response = self._respond(IKE_SA_INIT, message.id, response, encrypted=False)
+        self.keys = ikekeys.derive_ike_keys(chosen, self.nonce_i, self.nonce_r, shared,
+                                            self.spi_i, self.spi_r)
+        self.expected_request_id = 1
+        self.state = "INIT_DONE"
+
+    def _init_response(self, message, data: bytes) -> None:
+        payloads = w.message_payloads(message)
+        invalid_ke = w.find_notifies(payloads, "INVALID_KE_PAYLOAD")
+        if invalid_ke:
+            group = int(invalid_ke[0].dh_group)
+            if group not in {p.ke_group for p in self.config.ike_proposals}:
+                self._fail(f"responder wants DH group {group}, which we do not offer",
+                           "INVALID_KE_PAYLOAD")
+                return
+            self.pending = None
+            self.initiate(self.now_us, group=group)   # §1.2: retry with the right group
+            return
+        for notify in w.find_notifies(payloads):
+            if int(notify.type) < 16384:               # an error notify (§3.10.1)
+                self._fail(f"responder refused IKE_SA_INIT: {w.notify_name(notify)}",
+                           w.notify_name(notify))
+                return
+        sa, ke, nonce = (_first(payloads, cls) for cls in (w.IKEv2_SA, w.IKEv2_KE,
+                                                           w.IKEv2_Nonce))
+        if sa is None or ke is None or nonce is None:
+            raise RemoteProtocolError("IKE_SA_INIT response without SA, KE or Nr")
+        chosen = w.decode_sa(sa)
+        if len(chosen) != 1:
+            raise RemoteProtocolError("the responder must choose exactly one proposal")
+        try:    # the choice must be one we offered (§2.7)
+            select_proposal(chosen, self.config.ike_proposals)
+        except NoProposalChosen:
+            raise RemoteProtocolError("the responder chose a proposal we did not offer")
+        self.proposal = chosen[0]
+        self.spi_r = bytes(message.resp_SPI)
+        self.nonce_r = bytes(nonce.nonce)
+        shared = self.ke.shared_secret(bytes(ke.ke))
+        self.keys = ikekeys.derive_ike_keys(self.proposal, self.nonce_i, self.nonce_r,
+                                            shared, self.spi_i, self.spi_r)
+        self._check_nat(payloads, str(self.remote), self.remote_port)
+        self.init_response = data
+        self.pending = None
+        if self.nat_detected and self.remote_port == 500:   # §2.23: move to 4500
+            self.local_port = self.remote_port = 4500
+        self._send_auth()
+
+    def _check_nat(self, payloads, src: str, sport: int) -> None:
+        """Compare the peer's NAT-D hashes with what we see (§2.23)."""
+        spi_r = self.spi_r if self.initiator else bytes(8)
+        theirs = w.find_notifies(payloads, "NAT_DETECTION_SOURCE_IP")
+        mine = w.find_notifies(payloads, "NAT_DETECTION_DESTINATION_IP")
+        if not theirs or not mine:
+            return
+        expected_src = nat_detection_hash(self.spi_i, spi_r, src, sport)
+        expected_dst = nat_detection_hash(self.spi_i, spi_r, self.local, self.local_port)
+        self.nat_remote = all(bytes(n.notify) != expected_src for n in theirs)
+        self.nat_local = all(bytes(n.notify) != expected_dst for n in mine)
+        self.nat_detected = self.nat_remote or self.nat_local
+
+    # -- IKE_AUTH --------------------------------------------------------------------------
+
+    def _id_payload(self, cls):
+        kind, value = self.config.local_id
+        data = ipaddress.ip_address(value).packed if kind in ("ipv4", "ipv6") else \
+            value.encode()
+        return cls(IDtype=ID_TYPE_NUMBERS[kind], ID=data)
+
+    def _auth_payload(self, id_payload, initiator_side: bool):
+        prf = self.keys.prf
+        message = self.init_request if initiator_side else self.init_response
+        peer_nonce = self.nonce_r if initiator_side else self.nonce_i
+        sk_p = self.keys.sk_pi if initiator_side else self.keys.sk_pr
+        octets = auth.signed_octets(message, peer_nonce, prf, sk_p, bytes(id_payload)[4:])
+        return w.IKEv2_AUTH(auth_type=2, load=auth.psk_auth(prf, self.config.psk, octets))
+
+    def _verify_auth(self, id_payload, auth_payload, initiator_side: bool) -> None:
+        prf = self.keys.prf
+        message = self.init_request if initiator_side else self.init_response
+        peer_nonce = self.nonce_r if initiator_side else self.nonce_i
+        sk_p = self.keys.sk_pi if initiator_side else self.keys.sk_pr
+        octets = auth.signed_octets(message, peer_nonce, prf, sk_p,
+                                    bytes(w.chain_payloads([id_payload]))[4:])
+        if auth_payload is None or int(auth_payload.auth_type) != 2:
+            raise AuthenticationFailed("expected AUTH with a shared key MIC (method 2)")
+        auth.verify_psk_auth(prf, self.config.psk, octets, bytes(auth_payload.load))
+
+    def _child_proposals(self) -> list[Proposal]:
+        self.child_inbound_spi = self.allocate_spi()
+        spi = self.child_inbound_spi.to_bytes(4, "big")
+        return [p.with_(spi=spi) for p in self.config.esp_proposals]
+
+    def _own_ts(self) -> list[TrafficSelector]:
+        if self.config.local_ts:
+            return list(self.config.local_ts)
+        if self.config.request:     # the address is not known yet: ask for any
+            return [TrafficSelector.from_network("::/0"),
+                    TrafficSelector.from_network("0.0.0.0/0")]
+        return [TrafficSelector.from_network(str(self.local))]
+
+    def _peer_ts(self) -> list[TrafficSelector]:
+        return list(self.config.remote_ts) or [TrafficSelector.from_network(str(self.remote))]
+
+    def _send_auth(self) -> None:
+        id_i = self._id_payload(w.IKEv2_IDi)
+        payloads = [id_i, self._auth_payload(id_i, True)]
+        if self.config.request:
+            attributes = [w.cp_attribute({"ipv6": "INTERNAL_IP6_ADDRESS",
+                                          "ipv4": "INTERNAL_IP4_ADDRESS",
+                                          "home-prefix": "MIP6_HOME_PREFIX"}[r])
+                          for r in self.config.request]
+            payloads.append(w.build_cp_payload("CFG_REQUEST", attributes))
+        payloads += [w.build_sa_payload(self._child_proposals()),
+                     w.build_ts_payload(True, [_wire_ts(t) for t in self._own_ts()]),
+                     w.build_ts_payload(False, [_wire_ts(t) for t in self._peer_ts()])]
+        if self.config.mode == "transport":
+            payloads.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+        self.state = "AUTH_SENT"
+        self._request(IKE_AUTH, payloads, encrypted=True)
+
+    def _auth_request(self, message_id: int, payloads: list) -> None:
+        id_i = _first(payloads, w.IKEv2_IDi)
+        auth_payload = _first(payloads, w.IKEv2_AUTH)
+        if id_i is None:
+            raise RemoteProtocolError("IKE_AUTH request without IDi")
+        self.expected_request_id += 1
+        peer = (ID_NAMES.get(int(id_i.IDtype), str(id_i.IDtype)), _id_text(id_i))
+        if self.config.remote_id is not None and peer != self.config.remote_id:
+            self._auth_failed(message_id, f"peer identity {peer[0]}:{peer[1]} is not the "
+                              f"configured {self.config.remote_id[1]}")
+            return
+        try:
+            self._verify_auth(id_i, auth_payload, True)
+        except AuthenticationFailed as exc:
+            self._auth_failed(message_id, exc.reason)
+            return
+        self.peer_id = peer
+        id_r = self._id_payload(w.IKEv2_IDr)
+        response = [id_r, self._auth_payload(id_r, False)]
+        grants, failure = self._configuration_reply(payloads)
+        if grants:
+            response.append(w.build_cp_payload("CFG_REPLY", grants))
+        child = self._responder_child(payloads, failure)
+        response += child
+        self._respond(IKE_AUTH, message_id, response, encrypted=True)
+        self.state = "ESTABLISHED"
+        self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
+                                             peer, self.nat_detected))
+        if self.child is not None:
+            self._events.append(self.child)
+
+    def _auth_failed(self, message_id: int, reason: str) -> None:
+        self._respond(IKE_AUTH, message_id, [w.IKEv2_Notify(type="AUTHENTICATION_FAILED")],
+                      encrypted=True)
+        self.state = "CLOSED"
+        self._events.append(IkeSaFailed(reason, "AUTHENTICATION_FAILED"))
+
+    def _configuration_reply(self, payloads: list) -> tuple[list, str | None]:
+        """CFG_REPLY attributes for the CFG_REQUEST (RFC 4877 §9, RFC 5026 §8.2)."""
+        cp = _first(payloads, w.IKEv2_CP)
+        if cp is None:
+            return [], None
+        wanted = w.decode_cp(cp)
+        grants, identity = [], f"{self.peer_id[0]}:{self.peer_id[1]}"
+        pools = (("INTERNAL_IP6_ADDRESS", self.config.pool6),
+                 ("INTERNAL_IP4_ADDRESS", self.config.pool4),
+                 ("MIP6_HOME_PREFIX", self.config.home_prefixes))
+        for attribute, pool in pools:
+            if attribute not in wanted or pool is None:
+                continue
+            try:
+                lease = pool.allocate(identity)
+            except PoolExhausted:
+                return [], "INTERNAL_ADDRESS_FAILURE"
+            if attribute == "INTERNAL_IP6_ADDRESS":
+                grants.append(w.cp_attribute(attribute, address=str(lease), prefix_len=64))
+                value = lease
+            elif attribute == "INTERNAL_IP4_ADDRESS":
+                grants.append(w.cp_attribute(attribute, address=str(lease)))
+                value = lease
+            else:
+                grants.append(w.cp_attribute(attribute, prefix_lifetime=86400,
+                                             home_prefix=str(lease.network_address),
+                                             prefix_len=lease.prefixlen))
+                value = lease
+            event = AddressAssigned(attribute, value, self.peer_id)
+            self.assigned.append(event)
+            self._events.append(event)
+        return grants, None
+
+    def _responder_child(self, payloads: list, failure: str | None) -> list:
+        """SA, TSi, TSr of the first child SA, or the notify that refuses it."""
+        if failure:
+            return [w.IKEv2_Notify(type=failure)]
+        sa = _first(payloads, w.IKEv2_SA)
+        tsi, tsr = _first(payloads, w.IKEv2_TSi), _first(payloads, w.IKEv2_TSr)
+        if sa is None or tsi is None or tsr is None:
+            return []          # an IKE SA without a child SA (childless)
+        try:
+            chosen = select_proposal(w.decode_sa(sa), self.config.esp_proposals,
+                                     prefer="configured", ignore_ke=True)
+        except NoProposalChosen:
+            return [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")]
+        peer_ts = [_ts(t) for t in w.decode_ts(tsi)]
+        # a peer that was given an address or prefix may use that, and only that
+        acceptable_peer = [TrafficSelector.from_network(str(a.value)) for a in self.assigned
+                           if a.attribute != "MIP6_HOME_PREFIX"] or self._peer_ts()
+        narrowed_i = narrow(peer_ts, acceptable_peer)
+        narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], self._own_ts())
+        if not narrowed_i or not narrowed_r:
+            return [w.IKEv2_Notify(type="TS_UNACCEPTABLE")]
+        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
+        self.child_inbound_spi = self.allocate_spi()
+        chosen_out = chosen.with_(spi=self.child_inbound_spi.to_bytes(4, "big"))
+        self._install_child(chosen, int.from_bytes(chosen.spi, "big"), mode,
+                            narrowed_r, narrowed_i)
+        reply = [w.build_sa_payload([chosen_out]),
+                 w.build_ts_payload(True, [_wire_ts(t) for t in narrowed_i]),
+                 w.build_ts_payload(False, [_wire_ts(t) for t in narrowed_r])]
+        if mode == "transport":
+            reply.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+        return reply
+
+    def _install_child(self, proposal: Proposal, peer_spi: int, mode: str,
+                       local_ts: list[TrafficSelector], remote_ts: list[TrafficSelector]) -> None:
+        child = ikekeys.derive_child_keys(self.keys.prf, self.keys.sk_d, proposal,
+                                          self.nonce_i, self.nonce_r)
+        encr_out, integ_out = child.outbound(self.initiator)
+        encr_in, integ_in = child.inbound(self.initiator)
+        self.child = ChildSaEstablished(
+            self.child_inbound_spi, peer_spi, ikekeys.esp_suite_name(proposal), mode,
+            encr_in, integ_in, encr_out, integ_out, tuple(local_ts), tuple(remote_ts),
+            self.nat_detected, self.config.reqid)
+
+    def _auth_response(self, payloads: list) -> None:
+        self.pending = None
+        failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
+        id_r = _first(payloads, w.IKEv2_IDr)
+        if id_r is None:
+            name = w.notify_name(failures[0]) if failures else "no IDr"
+            self._fail(f"IKE_AUTH refused: {name}", name if failures else None)
+            return
+        try:
+            self._verify_auth(id_r, _first(payloads, w.IKEv2_AUTH), False)
+        except AuthenticationFailed as exc:
+            self._fail(exc.reason, "AUTHENTICATION_FAILED")
+            return
+        self.peer_id = (ID_NAMES.get(int(id_r.IDtype), str(id_r.IDtype)), _id_text(id_r))
+        if self.config.remote_id is not None and self.peer_id != self.config.remote_id:
+            self._fail(f"responder identity {self.peer_id[1]} is not the configured "
+                       f"{self.config.remote_id[1]}", "AUTHENTICATION_FAILED")
+            return
+        self.state = "ESTABLISHED"
+        self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
+                                             self.peer_id, self.nat_detected))
+        cp = _first(payloads, w.IKEv2_CP)
+        if cp is not None:
+            for name, values in w.decode_cp(cp).items():
+                for value in values:
+                    if value is not None:
+                        event = AddressAssigned(str(name), value, self.peer_id)
+                        self.assigned.append(event)
+                        self._events.append(event)
+        sa = _first(payloads, w.IKEv2_SA)
+        if failures or sa is None:
+            if failures:
+                self._events.append(IkeSaFailed(
+                    f"child SA refused: {w.notify_name(failures[0])}",
+                    w.notify_name(failures[0])))
+            return
+        chosen = w.decode_sa(sa)
+        tsi = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSi))]
+        tsr = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSr))]
+        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        self._install_child(chosen[0], int.from_bytes(chosen[0].spi, "big"),
+                            "transport" if transport else "tunnel", tsi, tsr)
+        self._events.append(self.child)
+
+    def _fail(self, reason: str, notify: str | None = None) -> None:
+        self.pending = None
+        self.state = "CLOSED"
+        self._events.append(IkeSaFailed(reason, notify))
+
+    # -- INFORMATIONAL ---------------------------------------------------------------------
+
+    def delete(self, now_us: int = 0) -> None:
+        """Delete the IKE SA (and with it its child SAs), §1.4.1."""
+        self.now_us = now_us
+        if self.state != "ESTABLISHED":
+            raise ValueError(f"nothing to delete in state {self.state}")
+        self.state = "DELETING"
+        self._request(INFORMATIONAL, [w.IKEv2_Delete(proto=1, SPIsize=0, SPInum=0)],
+                      encrypted=True)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _first(payloads, cls):
+    return next((p for p in payloads if isinstance(p, cls)), None)
+
+
+def _id_text(id_payload) -> str:
+    data = bytes(id_payload.ID)
+    if int(id_payload.IDtype) in (1, 5):
+        return str(ipaddress.ip_address(data))
+    return data.decode(errors="replace")
+
+
+def _ts(selector: Any) -> TrafficSelector:
+    return TrafficSelector(selector.start_address, selector.end_address, selector.protocol,
+                           selector.start_port, selector.end_port)
+
+
+def _wire_ts(ts: TrafficSelector):
+    return w.traffic_selector((ts.start, ts.end), ts.protocol, (ts.start_port, ts.end_port))
+
+
+__all__ = ["IkeSa", "Datagram", "Event", "IkeSaEstablished", "ChildSaEstablished",
+           "AddressAssigned", "IkeSaFailed", "IkeSaDeleted", "MessageDropped"]

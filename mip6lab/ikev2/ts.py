@@ -1,0 +1,116 @@
+"""Traffic selectors as IKEv2 negotiates them (RFC 7296 §2.9, §3.13.1).
+
+A :class:`TrafficSelector` is an address range, a port range and an IP protocol. The
+responder *narrows* what the initiator proposes: it keeps the intersection of each
+proposed selector with each of its own, and refuses (TS_UNACCEPTABLE) only when nothing
+is left (§2.9).
+
+The Mobility Header case (RFC 4301 §4.4.1.1, used by RFC 4877 for BU/BA-only SAs): the
+MH type travels in the most significant byte of the port fields, so a selector for
+"MH type 5 (Binding Update)" is protocol 135 with ports 0x0500-0x05FF. The helpers
+:func:`mh_type_selector` and :attr:`TrafficSelector.mh_types` do that translation.
+
+Conversions to and from the SPD's selectors live here too, because a child SA's
+traffic selectors are what IKE writes into the SPD.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPPROTO_MH = 135
+ANY_PROTOCOL = 0
+
+
+@dataclass(frozen=True)
+class TrafficSelector:
+    """One traffic selector: [start, end] addresses, [start_port, end_port], protocol."""
+
+    start: IPAddress
+    end: IPAddress
+    protocol: int = ANY_PROTOCOL
+    start_port: int = 0
+    end_port: int = 0xFFFF
+
+    def __post_init__(self) -> None:
+        start, end = ipaddress.ip_address(self.start), ipaddress.ip_address(self.end)
+        if start.version != end.version or start > end:
+            raise ValueError(f"bad address range {start}-{end}")
+        if not 0 <= self.start_port <= self.end_port <= 0xFFFF:
+            raise ValueError(f"bad port range {self.start_port}-{self.end_port}")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @classmethod
+    def from_network(cls, network: str, protocol: int = ANY_PROTOCOL, port: int | None = None,
+                     ) -> TrafficSelector:
+        """A selector for a CIDR network (``"2001:db8::/64"``) or a single address."""
+        net = ipaddress.ip_network(network, strict=False)
+        ports = (0, 0xFFFF) if port is None else (port, port)
+        return cls(net.network_address, net.broadcast_address, protocol, *ports)
+
+    @property
+    def version(self) -> int:
+        return self.start.version
+
+    @property
+    def mh_types(self) -> tuple[int, int] | None:
+        """The MH type range carried in the ports, for a Mobility Header selector."""
+        if self.protocol != IPPROTO_MH:
+            return None
+        return self.start_port >> 8, self.end_port >> 8
+
+    def intersect(self, other: TrafficSelector) -> TrafficSelector | None:
+        """The traffic both selectors cover, or None (§2.9 narrowing)."""
+        if self.version != other.version:
+            return None
+        if self.protocol and other.protocol and self.protocol != other.protocol:
+            return None
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        low, high = max(self.start_port, other.start_port), min(self.end_port, other.end_port)
+        if start > end or low > high:
+            return None
+        return TrafficSelector(start, end, self.protocol or other.protocol, low, high)
+
+    def contains(self, other: TrafficSelector) -> bool:
+        return self.intersect(other) == other
+
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+        """The range as one CIDR network, when it is one (SPD selectors are networks)."""
+        nets = list(ipaddress.summarize_address_range(self.start, self.end))
+        return nets[0] if len(nets) == 1 else None
+
+    def __str__(self) -> str:
+        addresses = str(self.network() or f"{self.start}-{self.end}")
+        proto = f" proto {self.protocol}" if self.protocol else ""
+        if self.mh_types is not None:
+            lo, hi = self.mh_types
+            ports = f" MH type {lo}" if lo == hi else f" MH types {lo}-{hi}"
+        elif (self.start_port, self.end_port) != (0, 0xFFFF):
+            ports = f" port {self.start_port}" if self.start_port == self.end_port \
+                else f" ports {self.start_port}-{self.end_port}"
+        else:
+            ports = ""
+        return addresses + proto + ports
+
+
+def mh_type_selector(address: str, mh_type: int) -> TrafficSelector:
+    """A selector for one address and one Mobility Header type (RFC 4301 §4.4.1.1)."""
+    net = ipaddress.ip_network(address, strict=False)
+    return TrafficSelector(net.network_address, net.broadcast_address, IPPROTO_MH,
+                           mh_type << 8, (mh_type << 8) | 0xFF)
+
+
+def narrow(proposed: list[TrafficSelector],
+           acceptable: list[TrafficSelector]) -> list[TrafficSelector]:
+    """What the responder returns: every non-empty intersection, in proposal order."""
+    result: list[TrafficSelector] = []
+    for ts in proposed:
+        for mine in acceptable:
+            common = ts.intersect(mine)
+            if common is not None and common not in result:
+                result.append(common)
+    return result

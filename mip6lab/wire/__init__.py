@@ -1,0 +1,12 @@
+"""Wire formats on top of scapy's own layers (DESIGN rule 2).
+
+Each module here starts from what scapy already declares and only adds or fixes what
+the course needs, as scapy ``Packet`` classes bound with ``bind_layers`` so that
+``show()``, ``hexdump()``, ``wrpcap()`` and dissection keep working:
+
+``mip6lab.wire.ikev2``
+    IKEv2 messages (RFC 7296 §3) over ``scapy.contrib.ikev2``: configuration attributes
+    decoded into fields (incl. MIP6_HOME_PREFIX, RFC 5026 §8.2), notify data by type,
+    traffic selectors with the Mobility Header type in the port fields, transforms that
+    always carry their Key Length attribute, and a strict length validator.
+"""
