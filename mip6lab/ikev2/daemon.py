@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..errors import RemoteProtocolError
 from ..ipsec import (PROTECT, IPsecStack, IPsecTemplate, KeyMessage, SecurityAssociation,
                      SecurityPolicy, Selectors)
 from ..net.node import Node, UdpDatagram
@@ -24,7 +25,7 @@ from ..net.sim import ScheduledCall
 from ..wire.ikev2 import unwrap_udp
 from .config import IkeConfig
 from .sa import (AddressAssigned, ChildSaEstablished, IkeSa, IkeSaDeleted, IkeSaEstablished,
-                 IkeSaFailed, MessageDropped)
+                 IkeSaFailed, MessageDropped, cookie_check)
 from .ts import TrafficSelector
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -33,7 +34,8 @@ IKE_PORT, NAT_T_PORT = 500, 4500
 class IkeDaemon:
     """IKEv2 for one node: initiator towards configured peers, responder for anyone."""
 
-    def __init__(self, node: Node, config: IkeConfig, name: str = "iked") -> None:
+    def __init__(self, node: Node, config: IkeConfig, name: str = "iked",
+                 cookie_threshold: int | None = None) -> None:
         self.node = node
         self.config = config
         self.name = name
@@ -46,6 +48,10 @@ class IkeDaemon:
         self.established: list[IkeSa] = []
         self.failures: list[IkeSaFailed] = []
         self._timers: dict[int, ScheduledCall] = {}
+        # §2.6: with this many half-open IKE SAs, new initiators must return a cookie
+        self.cookie_threshold = cookie_threshold
+        self._cookie_secret = self._random(32)
+        self.cookies_sent = 0
         node.bind_udp(IKE_PORT, self._datagram)
         node.bind_udp(NAT_T_PORT, self._datagram)
 
@@ -103,12 +109,33 @@ class IkeDaemon:
             if flags & 0x20 or spi_r != bytes(8) or data[18] != 34:
                 self.node.drop("ike", f"no IKE SA for SPI {spi_i.hex()}", None)
                 return
+            if self._under_load():
+                try:
+                    answer = cookie_check(data, str(datagram.src), self._cookie_secret, 1)
+                except RemoteProtocolError as exc:
+                    self.node.drop("ike", exc.reason, None)
+                    return
+                if answer is not None:     # stateless: no SA until the cookie comes back
+                    self.cookies_sent += 1
+                    self.node.announce("ike", f"under load: COOKIE asked of {datagram.src}")
+                    if datagram.dport == NAT_T_PORT:
+                        answer = b"\x00\x00\x00\x00" + answer
+                    self.node.send_udp(datagram.src, datagram.sport, answer, datagram.dport,
+                                       src=datagram.dst)
+                    return
             sa = IkeSa(self.config, False, str(datagram.dst), str(datagram.src),
                        self._random, lambda: self._allocate_spi(str(datagram.src)),
                        self.node.sim.now_us, datagram.dport, datagram.sport)
             self.sas[spi_i] = sa
         sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us)
         self._pump(sa)
+
+    def _under_load(self) -> bool:
+        if self.cookie_threshold is None:
+            return False
+        half_open = sum(1 for sa in self.sas.values()
+                        if not sa.initiator and sa.state == "INIT_DONE")
+        return half_open >= self.cookie_threshold
 
     def _pump(self, sa: IkeSa) -> None:
         """Send what the engine wants sent, act on its events, arm its timer."""
@@ -137,6 +164,9 @@ class IkeDaemon:
     def _event(self, sa: IkeSa, event) -> None:
         if isinstance(event, IkeSaEstablished):
             self.established.append(sa)
+            if sa.nat_local:     # we are behind a NAT: keep its mapping (RFC 3948 §2.3)
+                self.ipsec.start_keepalives(str(sa.local), str(sa.remote),
+                                            interval=self.config.nat_keepalive)
             self._announce(sa, f"IKE SA established with {event.peer_id[1]} "
                            f"({event.proposal}{', NAT detected' if event.nat_detected else ''})",
                            proposal=event.proposal, nat_detected=event.nat_detected)
@@ -152,6 +182,7 @@ class IkeDaemon:
         elif isinstance(event, IkeSaDeleted):
             self._announce(sa, "IKE SA deleted" + (" by the peer" if event.by_peer else ""))
             self._remove_child(sa)
+            self._release(sa)
         elif isinstance(event, MessageDropped):
             self.node.drop("ike", event.reason, None)
 
@@ -180,6 +211,15 @@ class IkeDaemon:
                     selectors, PROTECT, template, name=f"ike-{sa.spi_i.hex()[:8]}")))
         self._announce(sa, f"child SA {child.mode} {child.suite} in 0x{child.inbound_spi:08x} "
                        f"out 0x{child.outbound_spi:08x}")
+
+    def _release(self, sa: IkeSa) -> None:
+        """Return the peer's addresses to the pools (RFC 7296 §3.15.4)."""
+        if sa.initiator or sa.peer_id is None:
+            return
+        identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}"
+        for pool in (self.config.pool6, self.config.pool4, self.config.home_prefixes):
+            if pool is not None and pool.release(identity) is not None:
+                self._announce(sa, f"lease of {identity} returned to pool {pool.network}")
 
     def _remove_child(self, sa: IkeSa) -> None:
         child = sa.child

@@ -166,6 +166,7 @@ class IkeSa:
         self._events: deque[Event] = deque()
         self.messages_sent = self.messages_received = 0
         self.exchanges = 0
+        self.cookie: bytes | None = None      # the responder asked for one (§2.6)
 
     # -- driver interface ------------------------------------------------------------------
 
@@ -255,6 +256,8 @@ class IkeSa:
         payloads = [w.build_sa_payload(self.config.ike_proposals),
                     w.IKEv2_KE(group=group, ke=self.ke.public_value),
                     w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies()
+        if self.cookie is not None:      # §2.6: the COOKIE notify comes first
+            payloads.insert(0, w.IKEv2_Notify(type="COOKIE", notify=self.cookie))
         self.state = "INIT_SENT"
         self.next_request_id = 0
         self._request(IKE_SA_INIT, payloads, encrypted=False)
@@ -389,6 +392,12 @@ class IkeSa:
 
     def _init_response(self, message, data: bytes) -> None:
         payloads = w.message_payloads(message)
+        cookie = w.find_notifies(payloads, "COOKIE")
+        if cookie and self.cookie is None:
+            self.cookie = bytes(cookie[0].notify)
+            self.pending = None
+            self.initiate(self.now_us, group=self.ke.group)   # the same, with the cookie
+            return
         invalid_ke = w.find_notifies(payloads, "INVALID_KE_PAYLOAD")
         if invalid_ke:
             group = int(invalid_ke[0].dh_group)
@@ -675,6 +684,36 @@ class IkeSa:
         self.state = "DELETING"
         self._request(INFORMATIONAL, [w.IKEv2_Delete(proto=1, SPIsize=0, SPInum=0)],
                       encrypted=True)
+
+
+# -- cookies (§2.6), computed without state by whoever answers IKE_SA_INIT -----------------
+
+
+def make_cookie(secret: bytes, version: int, nonce_i: bytes, ip_i: str, spi_i: bytes) -> bytes:
+    """Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>) (RFC 7296 §2.6)."""
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(nonce_i + ipaddress.ip_address(ip_i).packed + spi_i + secret)
+    return version.to_bytes(4, "big") + digest.finalize()
+
+
+def cookie_check(data: bytes, src: str, secret: bytes, version: int) -> bytes | None:
+    """For an IKE_SA_INIT request: None if it carries our valid cookie, else the bytes of
+    the response that asks for one. ``data`` must already be a valid IKE message."""
+    message = w.decode_message(data)
+    payloads = w.message_payloads(message)
+    nonce = _first(payloads, w.IKEv2_Nonce)
+    if nonce is None:
+        return None          # the engine answers INVALID_SYNTAX
+    expected = make_cookie(secret, version, bytes(nonce.nonce), src, bytes(message.init_SPI))
+    offered = w.find_notifies(payloads, "COOKIE")
+    if offered and bytes(offered[0].notify) == expected:
+        return None
+    return bytes(w.build_message(IKE_SA_INIT, [w.IKEv2_Notify(type="COOKIE",
+                                                             notify=expected)],
+                                 init_spi=bytes(message.init_SPI), message_id=0,
+                                 initiator=False, response=True))
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ responder *narrows* what the initiator proposes: it keeps the intersection of ea
 proposed selector with each of its own, and refuses (TS_UNACCEPTABLE) only when nothing
 is left (§2.9).
 
-The Mobility Header case (RFC 4301 §4.4.1.1, used by RFC 4877 for BU/BA-only SAs): the
-MH type travels in the most significant byte of the port fields, so a selector for
-"MH type 5 (Binding Update)" is protocol 135 with ports 0x0500-0x05FF. The helpers
+The Mobility Header case (RFC 4301 §4.4.1.1, RFC 7296 §3.13.1, used by RFC 4877 for
+BU/BA-only SAs): the MH type travels in the most significant byte of the port fields,
+so a selector for "MH type 5 (Binding Update)" is protocol 135 with ports
+0x0500-0x0500. The helpers
 :func:`mh_type_selector` and :attr:`TrafficSelector.mh_types` do that translation.
 
 Conversions to and from the SPD's selectors live here too, because a child SA's
@@ -97,11 +98,14 @@ class TrafficSelector:
         return addresses + proto + ports
 
 
-def mh_type_selector(address: str, mh_type: int) -> TrafficSelector:
-    """A selector for one address and one Mobility Header type (RFC 4301 §4.4.1.1)."""
+def mh_type_selector(address: str, mh_type: int | str) -> TrafficSelector:
+    """A selector for one address and one Mobility Header type (RFC 4301 §4.4.1.1, the
+    port encoding of :func:`mip6lab.wire.ikev2.mh_ports`)."""
+    from ..wire.ikev2 import mh_ports
+
     net = ipaddress.ip_network(address, strict=False)
     return TrafficSelector(net.network_address, net.broadcast_address, IPPROTO_MH,
-                           mh_type << 8, (mh_type << 8) | 0xFF)
+                           *mh_ports(mh_type))
 
 
 def narrow(proposed: list[TrafficSelector],
