@@ -24,8 +24,8 @@ from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..wire.ikev2 import unwrap_udp
 from .config import IkeConfig
-from .sa import (AddressAssigned, ChildSaEstablished, IkeSa, IkeSaDeleted, IkeSaEstablished,
-                 IkeSaFailed, MessageDropped, cookie_check)
+from .sa import (AddressAssigned, ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSa,
+                 IkeSaDeleted, IkeSaEstablished, IkeSaFailed, MessageDropped, cookie_check)
 from .ts import TrafficSelector
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -35,7 +35,8 @@ class IkeDaemon:
     """IKEv2 for one node: initiator towards configured peers, responder for anyone."""
 
     def __init__(self, node: Node, config: IkeConfig, name: str = "iked",
-                 cookie_threshold: int | None = None) -> None:
+                 cookie_threshold: int | None = None, install_virtual_ips: bool = True,
+                 ) -> None:
         self.node = node
         self.config = config
         self.name = name
@@ -50,6 +51,9 @@ class IkeDaemon:
         self._timers: dict[int, ScheduledCall] = {}
         # §2.6: with this many half-open IKE SAs, new initiators must return a cookie
         self.cookie_threshold = cookie_threshold
+        # an address the peer assigns goes on our interface (a mobility module that
+        # manages its home address itself turns this off)
+        self.install_virtual_ips = install_virtual_ips
         self._cookie_secret = self._random(32)
         self.cookies_sent = 0
         node.bind_udp(IKE_PORT, self._datagram)
@@ -176,6 +180,9 @@ class IkeDaemon:
             self._announce(sa, f"{event.attribute} {event.value} "
                            f"{'from' if sa.initiator else 'for'} {event.peer_id[1]}",
                            attribute=event.attribute, value=str(event.value))
+            if sa.initiator and self.install_virtual_ips and event.attribute in (
+                    "INTERNAL_IP6_ADDRESS", "INTERNAL_IP4_ADDRESS"):
+                self._install_virtual_ip(sa, event.value)
         elif isinstance(event, IkeSaFailed):
             self.failures.append(event)
             self._announce(sa, f"IKE SA failed: {event.reason}", notify=event.notify)
@@ -183,6 +190,13 @@ class IkeDaemon:
             self._announce(sa, "IKE SA deleted" + (" by the peer" if event.by_peer else ""))
             self._remove_child(sa)
             self._release(sa)
+        elif isinstance(event, ChildSaDeleted):
+            self._delete_sas(sa, event.inbound_spi, event.outbound_spi)
+            self._announce(sa, f"child SA in 0x{event.inbound_spi:08x} deleted"
+                           + (" by the peer" if event.by_peer else ""))
+        elif isinstance(event, ChildSaRekeyed):
+            self._announce(sa, f"child SA 0x{event.old_inbound_spi:08x} rekeyed as "
+                           f"0x{event.new_inbound_spi:08x}")
         elif isinstance(event, MessageDropped):
             self.node.drop("ike", event.reason, None)
 
@@ -202,8 +216,8 @@ class IkeDaemon:
         for local_ts in child.local_ts:
             for remote_ts in child.remote_ts:
                 selectors = _selectors(local_ts, remote_ts)
-                if selectors is None:
-                    continue
+                if selectors is None or self.ipsec.spd.find(selectors=selectors):
+                    continue      # a rekeyed or second child SA reuses the policy
                 template = IPsecTemplate(child.mode, sa.local if child.mode == "tunnel"
                                          else None, sa.remote if child.mode == "tunnel"
                                          else None, child.reqid)
@@ -211,6 +225,16 @@ class IkeDaemon:
                     selectors, PROTECT, template, name=f"ike-{sa.spi_i.hex()[:8]}")))
         self._announce(sa, f"child SA {child.mode} {child.suite} in 0x{child.inbound_spi:08x} "
                        f"out 0x{child.outbound_spi:08x}")
+
+    def _install_virtual_ip(self, sa: IkeSa, value) -> None:
+        """Put the assigned address on the interface towards the peer, as strongSwan
+        installs a virtual IP, so that traffic for it is ours (a /128 or /32)."""
+        address = ipaddress.ip_interface(value).ip
+        route = self.node.routes.lookup(sa.remote)
+        iface = self.node.interfaces[route.interface] if route else \
+            next(iter(self.node.interfaces.values()))
+        iface.add_address(f"{address}/{128 if address.version == 6 else 32}", origin="ike")
+        self._announce(sa, f"virtual address {address} installed on {iface.name}")
 
     def _release(self, sa: IkeSa) -> None:
         """Return the peer's addresses to the pools (RFC 7296 §3.15.4)."""
@@ -221,18 +245,26 @@ class IkeDaemon:
             if pool is not None and pool.release(identity) is not None:
                 self._announce(sa, f"lease of {identity} returned to pool {pool.network}")
 
-    def _remove_child(self, sa: IkeSa) -> None:
-        child = sa.child
-        if child is None:
-            return
-        self.socket.send(KeyMessage("DELETE", spi=child.inbound_spi, direction="in"))
-        self.socket.send(KeyMessage("DELETE", spi=child.outbound_spi, direction="out",
+    def _delete_sas(self, sa: IkeSa, inbound_spi: int, outbound_spi: int) -> None:
+        self.socket.send(KeyMessage("DELETE", spi=inbound_spi, direction="in"))
+        self.socket.send(KeyMessage("DELETE", spi=outbound_spi, direction="out",
                                     dst=sa.remote))
+
+    def _remove_child(self, sa: IkeSa) -> None:
+        """The IKE SA is gone: its child SAs and the policies installed for them too."""
+        for child in list(sa.children.values()):
+            self._delete_sas(sa, child.inbound_spi, child.outbound_spi)
+        sa.children.clear()
         for policy in self.ipsec.spd.find(name=f"ike-{sa.spi_i.hex()[:8]}"):
             self.socket.send(KeyMessage("SPDDELETE", policy_index=policy.index))
 
     def delete(self, sa: IkeSa) -> None:
         sa.delete(self.node.sim.now_us)
+        self._pump(sa)
+
+    def rekey_child(self, sa: IkeSa, inbound_spi: int | None = None) -> None:
+        """Rekey a child SA (the first one by default), §2.8."""
+        sa.create_child(self.node.sim.now_us, rekey=inbound_spi or sa.child.inbound_spi)
         self._pump(sa)
 
 

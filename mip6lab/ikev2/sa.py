@@ -85,6 +85,23 @@ class ChildSaEstablished(Event):
 
 
 @dataclass(frozen=True)
+class ChildSaDeleted(Event):
+    """A child SA pair is gone (deleted by either side, or replaced by a rekey)."""
+
+    inbound_spi: int
+    outbound_spi: int
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class ChildSaRekeyed(Event):
+    """``new`` replaces the child SA whose inbound SPI was ``old_inbound_spi`` (§2.8)."""
+
+    old_inbound_spi: int
+    new_inbound_spi: int
+
+
+@dataclass(frozen=True)
 class AddressAssigned(Event):
     """The configuration payload's answer (initiator) or grant (responder)."""
 
@@ -125,6 +142,7 @@ class _Request:
     exchange: int
     tries: int = 0
     deadline_us: int = 0
+    context: dict | None = None          # what the answer will be matched against
 
 
 # -- the engine ---------------------------------------------------------------------------
@@ -156,7 +174,8 @@ class IkeSa:
         self.nat_detected = False
         self.nat_local = self.nat_remote = False
         self.child_inbound_spi: int | None = None
-        self.child: ChildSaEstablished | None = None
+        self.child: ChildSaEstablished | None = None          # the first child SA
+        self.children: dict[int, ChildSaEstablished] = {}     # by our inbound SPI
         self.assigned: list[AddressAssigned] = []
         self.next_request_id = 0          # our next request's message ID
         self.expected_request_id = 0      # the peer's next request's message ID
@@ -307,6 +326,8 @@ class IkeSa:
             self._init_response(message, data)
         elif message.exch_type == IKE_AUTH:
             self._auth_response(self._decrypt(data))
+        elif message.exch_type == CREATE_CHILD_SA:
+            self._create_child_response(self._decrypt(data), request.context or {})
         elif message.exch_type == INFORMATIONAL:
             self._decrypt(data)
             self.pending = None
@@ -326,13 +347,9 @@ class IkeSa:
         elif message.exch_type == IKE_AUTH and self.state == "INIT_DONE":
             self._auth_request(message.id, self._decrypt(data))
         elif message.exch_type == INFORMATIONAL and self.state == "ESTABLISHED":
-            payloads = self._decrypt(data)
-            self.expected_request_id += 1
-            deletes = [p for p in payloads if isinstance(p, w.IKEv2_Delete) and p.proto == 1]
-            self._respond(INFORMATIONAL, message.id, [], encrypted=True)
-            if deletes:
-                self.state = "CLOSED"
-                self._events.append(IkeSaDeleted(by_peer=True))
+            self._informational_request(message.id, self._decrypt(data))
+        elif message.exch_type == CREATE_CHILD_SA and self.state == "ESTABLISHED":
+            self._create_child_request(message.id, self._decrypt(data))
         else:
             raise RemoteProtocolError(f"exchange {message.exch_type} not expected in state "
                                       f"{self.state}")
@@ -615,15 +632,183 @@ class IkeSa:
         return reply
 
     def _install_child(self, proposal: Proposal, peer_spi: int, mode: str,
-                       local_ts: list[TrafficSelector], remote_ts: list[TrafficSelector]) -> None:
-        child = ikekeys.derive_child_keys(self.keys.prf, self.keys.sk_d, proposal,
-                                          self.nonce_i, self.nonce_r)
-        encr_out, integ_out = child.outbound(self.initiator)
-        encr_in, integ_in = child.inbound(self.initiator)
-        self.child = ChildSaEstablished(
-            self.child_inbound_spi, peer_spi, ikekeys.esp_suite_name(proposal), mode,
-            encr_in, integ_in, encr_out, integ_out, tuple(local_ts), tuple(remote_ts),
-            self.nat_detected, self.config.reqid)
+                       local_ts: list[TrafficSelector], remote_ts: list[TrafficSelector],
+                       nonces: tuple[bytes, bytes] | None = None,
+                       exchange_initiator: bool | None = None,
+                       inbound_spi: int | None = None) -> ChildSaEstablished:
+        """Derive the child SA's keys (§2.17) and remember it. For IKE_AUTH's child the
+        nonces are IKE_SA_INIT's; for CREATE_CHILD_SA that exchange's, and "initiator"
+        means the initiator of that exchange."""
+        ni, nr = nonces or (self.nonce_i, self.nonce_r)
+        role = self.initiator if exchange_initiator is None else exchange_initiator
+        child = ikekeys.derive_child_keys(self.keys.prf, self.keys.sk_d, proposal, ni, nr)
+        encr_out, integ_out = child.outbound(role)
+        encr_in, integ_in = child.inbound(role)
+        established = ChildSaEstablished(
+            inbound_spi if inbound_spi is not None else self.child_inbound_spi, peer_spi,
+            ikekeys.esp_suite_name(proposal), mode, encr_in, integ_in, encr_out, integ_out,
+            tuple(local_ts), tuple(remote_ts), self.nat_detected, self.config.reqid)
+        if self.child is None:
+            self.child = established
+        self.children[established.inbound_spi] = established
+        return established
+
+    # -- CREATE_CHILD_SA (§1.3) ------------------------------------------------------------
+
+    def create_child(self, now_us: int = 0, rekey: int | None = None) -> None:
+        """A new child SA with the first child's selectors, or (``rekey`` = the inbound SPI
+        of a child) its replacement (§1.3.1, §2.8)."""
+        self.now_us = now_us
+        if self.state != "ESTABLISHED" or self.pending is not None:
+            raise ValueError("one exchange at a time, on an established IKE SA")
+        template = self.children.get(rekey) if rekey is not None else self.child
+        if template is None:
+            raise ValueError(f"no child SA with inbound SPI {rekey}")
+        spi = self.allocate_spi()
+        nonce = self.random(32)
+        payloads = []
+        if rekey is not None:
+            payloads.append(w.IKEv2_Notify(type="REKEY_SA", proto=3,
+                                           SPI=rekey.to_bytes(4, "big")))
+        if template.mode == "transport":
+            payloads.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+        payloads += [w.build_sa_payload([p.with_(spi=spi.to_bytes(4, "big"))
+                                         for p in self.config.esp_proposals]),
+                     w.IKEv2_Nonce(nonce=nonce),
+                     # TSi is the exchange initiator's side, whoever started the IKE SA
+                     w.build_ts_payload(True, [_wire_ts(t) for t in template.local_ts]),
+                     w.build_ts_payload(False, [_wire_ts(t) for t in template.remote_ts])]
+        self._request(CREATE_CHILD_SA, payloads, encrypted=True)
+        self.pending.context = {"spi": spi, "nonce": nonce, "rekey": rekey,
+                                "mode": template.mode}
+
+    def _create_child_request(self, message_id: int, payloads: list) -> None:
+        self.expected_request_id += 1
+        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
+        tsi, tsr = _first(payloads, w.IKEv2_TSi), _first(payloads, w.IKEv2_TSr)
+        if _first(payloads, w.IKEv2_KE) is not None and sa is not None and \
+                any(p.protocol == 1 for p in w.decode_sa(sa)):
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
+            self._events.append(MessageDropped("IKE SA rekey requested: not supported yet"))
+            return
+        if sa is None or nonce is None or tsi is None or tsr is None:
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=True)
+            return
+        rekey = None
+        for notify in w.find_notifies(payloads, "REKEY_SA"):
+            old = int.from_bytes(bytes(notify.SPI), "big")
+            rekey = next((c.inbound_spi for c in self.children.values()
+                          if old in (c.inbound_spi, c.outbound_spi)), None)
+            if rekey is None:
+                self._respond(CREATE_CHILD_SA, message_id, [w.IKEv2_Notify(
+                    type="CHILD_SA_NOT_FOUND", proto=3, SPI=bytes(notify.SPI))],
+                    encrypted=True)
+                return
+        try:
+            chosen = select_proposal(w.decode_sa(sa), self.config.esp_proposals,
+                                     prefer="configured", ignore_ke=True)
+        except NoProposalChosen:
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
+            return
+        mine = self.child
+        peer_side = list(mine.remote_ts) if mine else self._peer_ts()
+        own_side = list(mine.local_ts) if mine else self._own_ts()
+        # TSi is the exchange initiator's side: the peer's, since the peer asks
+        narrowed_i = narrow([_ts(t) for t in w.decode_ts(tsi)], peer_side)
+        narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], own_side)
+        if not narrowed_i or not narrowed_r:
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="TS_UNACCEPTABLE")], encrypted=True)
+            return
+        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
+        spi = self.allocate_spi()
+        nonce_r = self.random(32)
+        child = self._install_child(chosen, int.from_bytes(chosen.spi, "big"), mode,
+                                    narrowed_r, narrowed_i, (bytes(nonce.nonce), nonce_r),
+                                    exchange_initiator=False, inbound_spi=spi)
+        reply = [w.build_sa_payload([chosen.with_(spi=spi.to_bytes(4, "big"))]),
+                 w.IKEv2_Nonce(nonce=nonce_r),
+                 w.build_ts_payload(True, [_wire_ts(t) for t in narrowed_i]),
+                 w.build_ts_payload(False, [_wire_ts(t) for t in narrowed_r])]
+        if mode == "transport":
+            reply.insert(0, w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+        self._respond(CREATE_CHILD_SA, message_id, reply, encrypted=True)
+        self._events.append(child)
+        if rekey is not None:
+            self._events.append(ChildSaRekeyed(rekey, spi))
+
+    def _create_child_response(self, payloads: list, context: dict) -> None:
+        self.pending = None
+        failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
+        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
+        if failures or sa is None or nonce is None:
+            name = w.notify_name(failures[0]) if failures else "no SA or Nr"
+            self._events.append(IkeSaFailed(f"CREATE_CHILD_SA refused: {name}",
+                                            name if failures else None))
+            return
+        chosen = w.decode_sa(sa)[0]
+        tsi = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSi))]
+        tsr = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSr))]
+        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        child = self._install_child(chosen, int.from_bytes(chosen.spi, "big"),
+                                    "transport" if transport else "tunnel", tsi, tsr,
+                                    (context["nonce"], bytes(nonce.nonce)),
+                                    exchange_initiator=True, inbound_spi=context["spi"])
+        self._events.append(child)
+        old = context.get("rekey")
+        if old is not None:
+            self._events.append(ChildSaRekeyed(old, child.inbound_spi))
+            self.delete_child(old, self.now_us)   # §2.8: the rekey initiator deletes
+
+    # -- INFORMATIONAL (§1.4) --------------------------------------------------------------
+
+    def delete_child(self, inbound_spi: int, now_us: int = 0) -> None:
+        """Delete a child SA pair: Delete payload with our inbound SPI (§1.4.1)."""
+        self.now_us = now_us
+        child = self.children.pop(inbound_spi, None)
+        if child is None:
+            raise ValueError(f"no child SA with inbound SPI {inbound_spi:#x}")
+        if self.child is child:
+            self.child = next(iter(self.children.values()), None)
+        self._events.append(ChildSaDeleted(child.inbound_spi, child.outbound_spi, False))
+        self._request(INFORMATIONAL, [w.IKEv2_Delete(proto=3, SPI=[
+            inbound_spi.to_bytes(4, "big")])], encrypted=True)
+
+    def check_liveness(self, now_us: int = 0) -> None:
+        """An empty INFORMATIONAL request: is the peer still there? (§1.4)."""
+        self.now_us = now_us
+        self._request(INFORMATIONAL, [], encrypted=True)
+
+    def _informational_request(self, message_id: int, payloads: list) -> None:
+        self.expected_request_id += 1
+        answer = []
+        ike_delete = False
+        for delete in (p for p in payloads if isinstance(p, w.IKEv2_Delete)):
+            if delete.proto == 1:
+                ike_delete = True
+                continue
+            spis = [int.from_bytes(bytes(spi), "big") for spi in (delete.SPI or [])]
+            ours = []
+            for spi in spis:   # the peer names its inbound SPI: our outbound one
+                child = next((c for c in self.children.values() if c.outbound_spi == spi),
+                             None)
+                if child is not None:
+                    del self.children[child.inbound_spi]
+                    if self.child is child:
+                        self.child = next(iter(self.children.values()), None)
+                    ours.append(child.inbound_spi.to_bytes(4, "big"))
+                    self._events.append(ChildSaDeleted(child.inbound_spi,
+                                                       child.outbound_spi, True))
+            if ours:
+                answer.append(w.IKEv2_Delete(proto=3, SPI=ours))
+        self._respond(INFORMATIONAL, message_id, answer, encrypted=True)
+        if ike_delete:
+            self.state = "CLOSED"
+            self._events.append(IkeSaDeleted(by_peer=True))
 
     def _auth_response(self, payloads: list) -> None:
         self.pending = None
@@ -740,4 +925,5 @@ def _wire_ts(ts: TrafficSelector):
 
 
 __all__ = ["IkeSa", "Datagram", "Event", "IkeSaEstablished", "ChildSaEstablished",
-           "AddressAssigned", "IkeSaFailed", "IkeSaDeleted", "MessageDropped"]
+           "ChildSaDeleted", "ChildSaRekeyed", "AddressAssigned", "IkeSaFailed",
+           "IkeSaDeleted", "MessageDropped"]

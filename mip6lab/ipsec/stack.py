@@ -188,8 +188,10 @@ class IPsecStack:
                     spi=sa.spi, policy=policy.index)
         if sa.mode == "tunnel":
             self._inner_checked = True
-            self.node.receive_ip(iface, inner)
-            self._inner_checked = False
+            try:
+                self.node.receive_ip(iface, inner)
+            finally:       # the inner packet may be refused: the mark must not outlive it
+                self._inner_checked = False
             return None
         return inner
 

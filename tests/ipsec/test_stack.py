@@ -403,3 +403,30 @@ def test_same_seed_same_bytes_with_ipsec(tmp_path):
         lab.run(until=3)
         lab.trace.write_pcapng(tmp_path / f"{name}.pcapng")
     assert (tmp_path / "1.pcapng").read_bytes() == (tmp_path / "2.pcapng").read_bytes()
+
+
+def test_a_refused_tunnelled_packet_does_not_let_the_next_esp_packet_skip_ipsec():
+    """The inner packet of the first ESP packet is for an address b does not own: it is
+    dropped -- and the next ESP packet must still be decrypted, not delivered raw."""
+
+    def build(lab):
+        lab.add_link("lan")
+        a, b = lab.add_host("a"), lab.add_host("b")
+        lab.connect(a, "lan", addresses=["2001:db8:1::a/64", "2001:db8:aaaa::1/128"])
+        lab.connect(b, "lan", addresses=["2001:db8:1::b/64"])
+        sel_a = Selectors.make(local="2001:db8:aaaa::1", remote="2001:db8:bbbb::/64")
+        sel_b = Selectors.make(local="2001:db8:bbbb::/64", remote="2001:db8:aaaa::1")
+        manual_keys(a, None, None, 0x7001, 0x7002, mode="tunnel", selectors=sel_a,
+                    tunnel=("2001:db8:1::a", "2001:db8:1::b"))
+        manual_keys(b, None, None, 0x7002, 0x7001, mode="tunnel", selectors=sel_b,
+                    tunnel=("2001:db8:1::b", "2001:db8:1::a"))
+
+    lab = Lab(seed=12, build=build)
+    a = lab.nodes["a"]
+    for seq in (1, 2):   # b owns no 2001:db8:bbbb:: address and does not forward
+        a.send_ip(IPv6(src="2001:db8:aaaa::1", dst="2001:db8:bbbb::1") / UDP(sport=1, dport=7))
+    lab.run(until=1)
+    drops = lab.events.filter(node="b", kind="drop")
+    assert len(drops) == 2
+    assert all("not addressed to b" in d.reason for d in drops)
+    assert lab.nodes["b"].ipsec.stats["decapsulated"] == 2
