@@ -25,7 +25,8 @@ from ..net.sim import ScheduledCall
 from ..wire.ikev2 import unwrap_udp
 from .config import IkeConfig
 from .sa import (AddressAssigned, ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSa,
-                 IkeSaDeleted, IkeSaEstablished, IkeSaFailed, MessageDropped, cookie_check)
+                 IkeSaDeleted, IkeSaEstablished, IkeSaFailed, IkeSaRekeyed, MessageDropped,
+                 cookie_check)
 from .ts import TrafficSelector
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -186,10 +187,18 @@ class IkeDaemon:
         elif isinstance(event, IkeSaFailed):
             self.failures.append(event)
             self._announce(sa, f"IKE SA failed: {event.reason}", notify=event.notify)
+        elif isinstance(event, IkeSaRekeyed):
+            new = event.new
+            self.sas[new.spi_i] = new
+            self.established.append(new)
+            self._announce(sa, f"IKE SA rekeyed: now [{new.spi_i.hex()[:8]}] "
+                           f"{new.spi_i.hex()}/{new.spi_r.hex()}")
         elif isinstance(event, IkeSaDeleted):
-            self._announce(sa, "IKE SA deleted" + (" by the peer" if event.by_peer else ""))
-            self._remove_child(sa)
-            self._release(sa)
+            self._announce(sa, "IKE SA deleted" + (" by the peer" if event.by_peer else "")
+                           + (" (replaced by its rekeyed successor)" if sa.replaced_by else ""))
+            if sa.replaced_by is None:
+                self._remove_child(sa)
+                self._release(sa)
         elif isinstance(event, ChildSaDeleted):
             self._delete_sas(sa, event.inbound_spi, event.outbound_spi)
             self._announce(sa, f"child SA in 0x{event.inbound_spi:08x} deleted"
@@ -260,6 +269,11 @@ class IkeDaemon:
 
     def delete(self, sa: IkeSa) -> None:
         sa.delete(self.node.sim.now_us)
+        self._pump(sa)
+
+    def rekey_ike(self, sa: IkeSa) -> None:
+        """Rekey the IKE SA (§1.3.2); its successor is registered when established."""
+        sa.rekey_ike(self.node.sim.now_us)
         self._pump(sa)
 
     def rekey_child(self, sa: IkeSa, inbound_spi: int | None = None) -> None:

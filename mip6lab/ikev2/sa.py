@@ -102,6 +102,13 @@ class ChildSaRekeyed(Event):
 
 
 @dataclass(frozen=True)
+class IkeSaRekeyed(Event):
+    """This IKE SA is replaced by ``new`` (§1.3.2, §2.18); its child SAs moved there."""
+
+    new: Any
+
+
+@dataclass(frozen=True)
 class AddressAssigned(Event):
     """The configuration payload's answer (initiator) or grant (responder)."""
 
@@ -186,6 +193,7 @@ class IkeSa:
         self.messages_sent = self.messages_received = 0
         self.exchanges = 0
         self.cookie: bytes | None = None      # the responder asked for one (§2.6)
+        self.replaced_by: IkeSa | None = None  # set when a rekey replaced this SA
 
     # -- driver interface ------------------------------------------------------------------
 
@@ -686,11 +694,8 @@ class IkeSa:
         self.expected_request_id += 1
         sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
         tsi, tsr = _first(payloads, w.IKEv2_TSi), _first(payloads, w.IKEv2_TSr)
-        if _first(payloads, w.IKEv2_KE) is not None and sa is not None and \
-                any(p.protocol == 1 for p in w.decode_sa(sa)):
-            self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
-            self._events.append(MessageDropped("IKE SA rekey requested: not supported yet"))
+        if sa is not None and any(p.protocol == 1 for p in w.decode_sa(sa)):
+            self._rekey_ike_request(message_id, payloads)
             return
         if sa is None or nonce is None or tsi is None or tsr is None:
             self._respond(CREATE_CHILD_SA, message_id,
@@ -743,6 +748,9 @@ class IkeSa:
 
     def _create_child_response(self, payloads: list, context: dict) -> None:
         self.pending = None
+        if context.get("ike_rekey"):
+            self._rekey_ike_response(payloads, context)
+            return
         failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
         sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
         if failures or sa is None or nonce is None:
@@ -763,6 +771,86 @@ class IkeSa:
         if old is not None:
             self._events.append(ChildSaRekeyed(old, child.inbound_spi))
             self.delete_child(old, self.now_us)   # §2.8: the rekey initiator deletes
+
+    # -- IKE SA rekey (§1.3.2, §2.18) -----------------------------------------------------
+
+    def rekey_ike(self, now_us: int = 0) -> None:
+        """Replace this IKE SA by a new one with fresh keys (CREATE_CHILD_SA with SA, Ni, KE)."""
+        self.now_us = now_us
+        if self.state != "ESTABLISHED" or self.pending is not None:
+            raise ValueError("one exchange at a time, on an established IKE SA")
+        spi = self.random(8)
+        ke = generate_key_exchange(self.proposal.ke_group, self.random)
+        nonce = self.random(32)
+        payloads = [w.build_sa_payload([p.with_(spi=spi) for p in self.config.ike_proposals]),
+                    w.IKEv2_Nonce(nonce=nonce), w.IKEv2_KE(group=ke.group, ke=ke.public_value)]
+        self._request(CREATE_CHILD_SA, payloads, encrypted=True)
+        self.pending.context = {"ike_rekey": True, "spi": spi, "ke": ke, "nonce": nonce}
+
+    def _rekey_ike_request(self, message_id: int, payloads: list) -> None:
+        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
+        ke = _first(payloads, w.IKEv2_KE)
+        if nonce is None or ke is None:
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=True)
+            return
+        try:
+            chosen = select_proposal(w.decode_sa(sa), self.config.ike_proposals,
+                                     prefer="configured")
+        except NoProposalChosen:
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
+            return
+        if chosen.ke_group != ke.group:
+            self._respond(CREATE_CHILD_SA, message_id, [w.IKEv2_Notify(
+                type="INVALID_KE_PAYLOAD", dh_group=chosen.ke_group)], encrypted=True)
+            return
+        own_ke = generate_key_exchange(chosen.ke_group, self.random)
+        try:
+            shared = own_ke.shared_secret(bytes(ke.ke))
+        except InvalidKeyExchange as exc:
+            self._respond(CREATE_CHILD_SA, message_id,
+                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=True)
+            raise RemoteProtocolError(f"bad KE payload in IKE rekey: {exc}") from None
+        spi_r, nonce_r = self.random(8), self.random(32)
+        self._respond(CREATE_CHILD_SA, message_id, [
+            w.build_sa_payload([chosen.with_(spi=spi_r)]), w.IKEv2_Nonce(nonce=nonce_r),
+            w.IKEv2_KE(group=own_ke.group, ke=own_ke.public_value)], encrypted=True)
+        self._replace(chosen, bytes(chosen.spi), spi_r, bytes(nonce.nonce), nonce_r, shared,
+                      new_initiator=False)
+
+    def _rekey_ike_response(self, payloads: list, context: dict) -> None:
+        failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
+        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
+        ke = _first(payloads, w.IKEv2_KE)
+        if failures or sa is None or nonce is None or ke is None:
+            name = w.notify_name(failures[0]) if failures else "no SA, Nr or KE"
+            self._events.append(IkeSaFailed(f"IKE SA rekey refused: {name}",
+                                            name if failures else None))
+            return
+        chosen = w.decode_sa(sa)[0]
+        shared = context["ke"].shared_secret(bytes(ke.ke))
+        self._replace(chosen, context["spi"], bytes(chosen.spi), context["nonce"],
+                      bytes(nonce.nonce), shared, new_initiator=True)
+        self.delete(self.now_us)        # §2.18: the rekey initiator deletes the old SA
+
+    def _replace(self, proposal: Proposal, spi_i: bytes, spi_r: bytes, nonce_i: bytes,
+                 nonce_r: bytes, shared: bytes, new_initiator: bool) -> None:
+        """Make the IKE SA that takes over (the initiator of the rekey is its initiator)."""
+        new = IkeSa(self.config, new_initiator, str(self.local), str(self.remote),
+                    self.random, self.allocate_spi, self.now_us, self.local_port,
+                    self.remote_port)
+        new.spi_i, new.spi_r, new.proposal = spi_i, spi_r, proposal
+        new.nonce_i, new.nonce_r = nonce_i, nonce_r
+        new.keys = ikekeys.derive_rekeyed_ike_keys(self.keys, proposal, nonce_i, nonce_r,
+                                                   shared, spi_i, spi_r)
+        new.state, new.peer_id = "ESTABLISHED", self.peer_id
+        new.nat_detected, new.nat_local, new.nat_remote = \
+            self.nat_detected, self.nat_local, self.nat_remote
+        new.child, new.children, new.assigned = self.child, dict(self.children), self.assigned
+        self.children, self.child = {}, None       # they belong to the new SA now
+        self.replaced_by = new
+        self._events.append(IkeSaRekeyed(new))
 
     # -- INFORMATIONAL (§1.4) --------------------------------------------------------------
 
@@ -925,5 +1013,5 @@ def _wire_ts(ts: TrafficSelector):
 
 
 __all__ = ["IkeSa", "Datagram", "Event", "IkeSaEstablished", "ChildSaEstablished",
-           "ChildSaDeleted", "ChildSaRekeyed", "AddressAssigned", "IkeSaFailed",
+           "ChildSaDeleted", "ChildSaRekeyed", "IkeSaRekeyed", "AddressAssigned", "IkeSaFailed",
            "IkeSaDeleted", "MessageDropped"]

@@ -152,8 +152,8 @@ class SaResult:
                 "remote_ts": [str(t) for t in c.remote_ts],
                 "udp_encapsulation": c.udp_encapsulation, "reqid": c.reqid,
             } for c in self.children],
-            "assigned": [{"attribute": e.attribute, "value": str(e.value)}
-                         for e in self.events if isinstance(e, AddressAssigned)],
+            "assigned": [_assigned(e) for e in self.events
+                         if isinstance(e, AddressAssigned)],
             "nat_detected": sa.nat_detected,
             "nat_local": sa.nat_local, "nat_remote": sa.nat_remote,
             "deleted": any(isinstance(e, IkeSaDeleted) for e in self.events),
@@ -162,6 +162,32 @@ class SaResult:
             "dropped": [e.reason for e in self.events if isinstance(e, MessageDropped)],
             "messages": {"sent": sa.messages_sent, "received": sa.messages_received},
         }
+
+
+def _assigned(event: AddressAssigned) -> dict[str, Any]:
+    value = event.value
+    entry: dict[str, Any] = {"attribute": event.attribute}
+    if hasattr(value, "prefix"):            # a MIP6_HOME_PREFIX (HomePrefix) answer
+        entry["value"] = str(value.prefix)
+        entry["lifetime"] = getattr(value, "lifetime", None)
+    elif isinstance(value, (ipaddress.IPv6Interface, ipaddress.IPv4Interface)):
+        entry["value"] = str(value.ip)          # the address; its prefix length apart
+        entry["prefix_length"] = value.network.prefixlen
+    else:
+        entry["value"] = str(value)
+    return entry
+
+
+def _describe(event: Event) -> str:
+    """An event for the log, without key material."""
+    if isinstance(event, ChildSaEstablished):
+        return (f"ChildSaEstablished(in={event.inbound_spi:08x}, out={event.outbound_spi:08x},"
+                f" {event.suite}, {event.mode}, {[str(t) for t in event.local_ts]} === "
+                f"{[str(t) for t in event.remote_ts]}, udp_encap={event.udp_encapsulation})")
+    if isinstance(event, IkeSaEstablished):
+        return (f"IkeSaEstablished({event.spi_i.hex()}_i {event.spi_r.hex()}_r "
+                f"{event.proposal} peer={event.peer_id} nat={event.nat_detected})")
+    return repr(event)
 
 
 # -- the loop ------------------------------------------------------------------------------
@@ -206,7 +232,7 @@ class UdpDriver:
             except OSError as exc:       # unreachable for now: the timer retransmits
                 self.log(f"sendto {d.dst}[{d.dport}] failed: {exc}")
         while (event := sa.next_event()) is not None:
-            self.log(f"event {event!r}"[:300])
+            self.log(f"event {_describe(event)}")
             result.events.append(event)
 
     def _receive(self, sock: socket.socket, port: int) -> None:
