@@ -1449,6 +1449,10 @@ def find_unknown_critical(msg: Packet | Sequence[Packet], first_type: int | None
 
 
 def _alone(payload: Packet) -> Packet:
+    """``payload`` without what follows it: itself when it stands alone and is not yet in
+    another chain (the common case when building), else a trimmed copy."""
+    if isinstance(payload.payload, NoPayload) and payload.underlayer is None:
+        return payload
     layer = payload.copy()
     layer.remove_payload()
     return layer
