@@ -6,9 +6,25 @@
     mip6lab scenario list
     mip6lab scenario run NAME [--seed N] [--set KEY=VALUE ...] [--json]
                               [--pcap FILE] [--pcap-dir DIR] [--keys DIR] [--ladder]
+    mip6lab ike initiate --remote ADDR [--local ADDR] --id ID --remote-id ID --psk-file F
+                         [--request ipv6|ipv4|home-prefix ...] [--ike-proposal STR]
+                         [--esp-proposal STR] [--mode tunnel|transport] [--timeout S]
+                         [--delete] [--json] [-v]
+    mip6lab ike respond --listen ADDR --id ID --psk-file F [--remote-id ID]
+                        [--pool6 PREFIX] [--pool4 CIDR] [--home-prefix PREFIX]
+                        [--ike-proposal STR] [--esp-proposal STR] [--mode tunnel|transport]
+                        [--once] [--timeout S] [--json] [-v]
 
 ``scenario run`` exits 0 when the scenario's own verdict is good, 1 when it is not, and
 2 for a usage error (an unknown scenario or option).
+
+``ike initiate`` / ``ike respond`` run our IKEv2 engine on real UDP sockets (500 and
+4500, :mod:`mip6lab.ikev2.udp`), e.g. against strongSwan. Pre-shared keys only (no
+certificates yet); nothing is installed in the kernel: the negotiated SAs are reported.
+``--json`` prints the IKE SA (SPIs in hex, the chosen proposal), the child SAs (SPIs,
+suite, mode, TSi/TSr), the assigned addresses and ``nat_detected``; ``ike respond``
+prints one JSON object per IKE SA, one a line. Exit 0 when an SA was established, 1
+when none was (the notify or reason is printed), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -53,7 +69,178 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keys", metavar="DIR", help="write Wireshark's key tables (esp_sa) "
                      "into DIR; use it as WIRESHARK_CONFIG_DIR or copy it to your profile")
     run.add_argument("--ladder", action="store_true", help="print a sequence diagram")
+    _ike_parser(commands)
     return parser
+
+
+def _ike_parser(commands) -> None:
+    ike = commands.add_parser("ike", help="IKEv2 on real UDP sockets (500/4500)")
+    actions = ike.add_subparsers(dest="action", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--id", required=True, help="our identity (address, FQDN, "
+                       "user@domain as RFC822; fqdn:/rfc822:/key_id: force a type)")
+        p.add_argument("--psk-file", required=True, metavar="F",
+                       help="file holding the pre-shared key (one trailing newline dropped)")
+        p.add_argument("--ike-proposal", default="aes256gcm16-prfsha256-curve25519",
+                       metavar="STR", help="IKE proposals, strongSwan notation, comma list")
+        p.add_argument("--esp-proposal", default="aes256gcm16", metavar="STR",
+                       help="ESP proposals, strongSwan notation, comma list")
+        p.add_argument("--mode", choices=["tunnel", "transport"], default="tunnel")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="log datagrams and events on stderr")
+
+    init = actions.add_parser("initiate", help="establish one IKE SA with a peer")
+    init.add_argument("--remote", required=True, metavar="ADDR")
+    init.add_argument("--local", metavar="ADDR", help="default: the routing table's source")
+    init.add_argument("--remote-id", required=True, metavar="ID")
+    init.add_argument("--request", action="append", default=[],
+                      choices=["ipv6", "ipv4", "home-prefix"],
+                      help="ask for an address in a CFG_REQUEST; repeatable")
+    init.add_argument("--remote-ts", action="append", default=[], metavar="PREFIX",
+                      help="the peer's traffic selector (default: its address); repeatable")
+    init.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    init.add_argument("--delete", action="store_true",
+                      help="delete the IKE SA (INFORMATIONAL) before exiting")
+    common(init)
+    resp = actions.add_parser("respond", help="answer IKE initiators")
+    resp.add_argument("--listen", required=True, metavar="ADDR")
+    resp.add_argument("--remote-id", metavar="ID", help="accept only this peer identity")
+    resp.add_argument("--pool6", metavar="PREFIX", help="INTERNAL_IP6_ADDRESS pool")
+    resp.add_argument("--pool4", metavar="CIDR", help="INTERNAL_IP4_ADDRESS pool")
+    resp.add_argument("--home-prefix", metavar="PREFIX",
+                      help="MIP6_HOME_PREFIX pool (/64 prefixes from a shorter prefix, "
+                      "or this one prefix)")
+    resp.add_argument("--local-ts", action="append", default=[], metavar="PREFIX",
+                      help="our traffic selector (default: the --listen address); "
+                      "repeatable")
+    resp.add_argument("--once", action="store_true",
+                      help="exit after the first IKE SA is established or has failed")
+    resp.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    common(resp)
+
+
+class _Usage(Exception):
+    """A usage error found after parsing (exit status 2)."""
+
+
+def _read_psk(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            psk = f.read()
+    except OSError as exc:
+        raise _Usage(f"cannot read --psk-file {path}: {exc.strerror}") from None
+    psk = psk[:-1] if psk.endswith(b"\n") else psk
+    if psk.endswith(b"\r"):
+        psk = psk[:-1]
+    if not psk:
+        raise _Usage(f"--psk-file {path} is empty")
+    return psk
+
+
+def _ike_config(args: argparse.Namespace, **options):
+    from .ikev2.config import IkeConfig
+
+    try:
+        return IkeConfig.make(args.id, _read_psk(args.psk_file), args.remote_id,
+                              ike=args.ike_proposal, esp=args.esp_proposal, mode=args.mode,
+                              **options)
+    except _Usage:
+        raise
+    except (ValueError, KeyError) as exc:
+        raise _Usage(f"bad configuration: {exc}") from None
+
+
+def _address(text: str | None, option: str) -> str | None:
+    import ipaddress
+
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise _Usage(f"{option} needs an IP address, not {text!r}") from None
+
+
+def _print_ike_result(result, as_json: bool) -> None:
+    report = result.to_dict()
+    if as_json:
+        print(json.dumps(report))
+        sys.stdout.flush()
+        return
+    if report["established"]:
+        ike = report["ike_sa"]
+        print(f"IKE SA established ({report['role']}) with {ike['peer_id'][1]} at "
+              f"{ike['remote']}[{ike['remote_port']}]: {ike['spi_i']}_i {ike['spi_r']}_r "
+              f"{ike['proposal']}{', NAT detected' if report['nat_detected'] else ''}")
+        for a in report["assigned"]:
+            print(f"  {a['attribute']} {a['value']}")
+        for c in report["child_sas"]:
+            print(f"  child SA {c['mode']} {c['suite']} in {c['spi_in']} out {c['spi_out']} "
+                  f"{','.join(c['local_ts'])} === {','.join(c['remote_ts'])}")
+    if report["error"]:
+        error = report["error"]
+        print(f"IKE failed: {error['reason']}"
+              + (f" ({error['notify']})" if error["notify"] else ""),
+              file=sys.stdout if not report["established"] else sys.stderr)
+    sys.stdout.flush()
+
+
+def _ike(args: argparse.Namespace) -> int:
+    from .ikev2 import udp
+
+    log = (lambda text: print(f"mip6lab ike: {text}", file=sys.stderr)) \
+        if args.verbose else None
+    if args.action == "initiate":
+        remote = _address(args.remote, "--remote")
+        local = _address(args.local, "--local")
+        config = _ike_config(args, request=tuple(dict.fromkeys(args.request)),
+                             remote_ts=_selectors(args.remote_ts, "--remote-ts"))
+        if args.timeout <= 0:
+            raise _Usage("--timeout must be positive")
+        result = udp.initiate(config, remote, local, timeout=args.timeout,
+                              delete=args.delete, verbose=log)
+        _print_ike_result(result, args.json)
+        return 0 if result.established and not _child_refused(result) else 1
+    from .ikev2.pools import AddressPool
+
+    listen = _address(args.listen, "--listen")
+    try:
+        pools = {
+            "pool6": AddressPool.parse(args.pool6) if args.pool6 else None,
+            "pool4": AddressPool.parse(args.pool4) if args.pool4 else None,
+            "home_prefixes": _home_prefixes(args.home_prefix) if args.home_prefix else None,
+        }
+    except ValueError as exc:
+        raise _Usage(f"bad pool: {exc}") from None
+    config = _ike_config(args, local_ts=_selectors(args.local_ts, "--local-ts"), **pools)
+    results = udp.respond(config, listen, once=args.once, timeout=args.timeout,
+                          on_result=lambda r: _print_ike_result(r, args.json), verbose=log)
+    return 0 if any(r.established for r in results) else 1
+
+
+def _selectors(texts, option: str) -> list:
+    from .ikev2.ts import TrafficSelector
+
+    try:
+        return [TrafficSelector.from_network(t) for t in texts]
+    except ValueError as exc:
+        raise _Usage(f"{option}: {exc}") from None
+
+
+def _child_refused(result) -> bool:
+    return result.failure is not None
+
+
+def _home_prefixes(text: str):
+    from .ikev2.pools import AddressPool
+
+    pool = AddressPool.parse(text)
+    if pool.network.version != 6:
+        raise ValueError("--home-prefix must be an IPv6 prefix")
+    length = 64 if pool.network.prefixlen < 64 else pool.network.prefixlen
+    return AddressPool.parse(text, prefix_length=length)
 
 
 def _list() -> int:
@@ -91,6 +278,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "ike":
+        try:
+            return _ike(args)
+        except _Usage as exc:
+            print(f"mip6lab ike: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:   # a socket that cannot be bound (port in use, no address)
+            print(f"mip6lab ike: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 1
     try:
         if args.action == "list":
             return _list()

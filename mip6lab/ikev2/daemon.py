@@ -18,7 +18,7 @@ import ipaddress
 from typing import Any
 
 from ..errors import RemoteProtocolError
-from ..ipsec import (PROTECT, IPsecStack, IPsecTemplate, KeyMessage, SecurityAssociation,
+from ..ipsec import (BYPASS, PROTECT, IPsecStack, IPsecTemplate, KeyMessage, SecurityAssociation,
                      SecurityPolicy, Selectors)
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
@@ -59,6 +59,12 @@ class IkeDaemon:
         self.cookies_sent = 0
         node.bind_udp(IKE_PORT, self._datagram)
         node.bind_udp(NAT_T_PORT, self._datagram)
+        # IKE itself must never be caught by the child SAs it creates (RFC 4301 §4.4.1
+        # says IKE traffic is BYPASS): two entries, first in the SPD
+        for port in (IKE_PORT, NAT_T_PORT):
+            self.socket.send(KeyMessage("SPDADD", policy=SecurityPolicy(
+                Selectors.make(protocol="udp", local_port=port), BYPASS,
+                name=f"ike-bypass-{port}"), ))
 
     # -- the engine's services -------------------------------------------------------------
 
@@ -132,7 +138,8 @@ class IkeDaemon:
                        self._random, lambda: self._allocate_spi(str(datagram.src)),
                        self.node.sim.now_us, datagram.dport, datagram.sport)
             self.sas[spi_i] = sa
-        sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us)
+        sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us,
+                   datagram.dport)
         self._pump(sa)
 
     def _under_load(self) -> bool:

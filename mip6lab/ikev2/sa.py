@@ -193,6 +193,7 @@ class IkeSa:
         self.messages_sent = self.messages_received = 0
         self.exchanges = 0
         self.cookie: bytes | None = None      # the responder asked for one (§2.6)
+        self._arrived_on: int | None = None    # the port the last datagram came to
         self.replaced_by: IkeSa | None = None  # set when a rekey replaced this SA
 
     # -- driver interface ------------------------------------------------------------------
@@ -230,7 +231,9 @@ class IkeSa:
 
     def _emit(self, data: bytes) -> None:
         self.messages_sent += 1
-        payload = w.wrap_udp(data, self.remote_port) if self.remote_port == 4500 else data
+        # on the NAT-T port every IKE message carries the non-ESP marker (RFC 3948 §2.2);
+        # the peer's side of it may be any port a NAT chose
+        payload = w.wrap_udp(data, 4500) if self.local_port == 4500 else data
         self._out.append(Datagram(payload, str(self.local), str(self.remote),
                                   self.local_port, self.remote_port))
 
@@ -299,10 +302,13 @@ class IkeSa:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, data: bytes, src: str, sport: int, now_us: int) -> None:
+    def receive(self, data: bytes, src: str, sport: int, now_us: int,
+                dport: int | None = None) -> None:
         """A datagram from the peer (UDP 500, or 4500 with the non-ESP marker removed by
-        the driver). Never raises for bad input: drops and notifies instead."""
+        the driver; ``dport`` says which). Never raises for bad input: drops and notifies
+        instead."""
         self.now_us = now_us
+        self._arrived_on = dport
         try:
             message = w.decode_message(data)
         except MalformedPacket as exc:
@@ -353,7 +359,10 @@ class IkeSa:
         if message.exch_type == IKE_SA_INIT and self.state == "IDLE":
             self._init_request(message, data, src, sport)
         elif message.exch_type == IKE_AUTH and self.state == "INIT_DONE":
-            self._auth_request(message.id, self._decrypt(data))
+            payloads = self._decrypt(data)
+            if self._arrived_on == 4500:   # §2.23: the initiator moved to 4500 (NAT): follow
+                self.local_port, self.remote_port = 4500, sport
+            self._auth_request(message.id, payloads)
         elif message.exch_type == INFORMATIONAL and self.state == "ESTABLISHED":
             self._informational_request(message.id, self._decrypt(data))
         elif message.exch_type == CREATE_CHILD_SA and self.state == "ESTABLISHED":
@@ -426,7 +435,7 @@ class IkeSa:
         invalid_ke = w.find_notifies(payloads, "INVALID_KE_PAYLOAD")
         if invalid_ke:
             group = int(invalid_ke[0].dh_group)
-            if group not in {p.ke_group for p in self.config.ike_proposals}:
+            if group not in {t.id for p in self.config.ike_proposals for t in p.ke}:
                 self._fail(f"responder wants DH group {group}, which we do not offer",
                            "INVALID_KE_PAYLOAD")
                 return
@@ -591,7 +600,7 @@ class IkeSa:
                 return [], "INTERNAL_ADDRESS_FAILURE"
             if attribute == "INTERNAL_IP6_ADDRESS":
                 grants.append(w.cp_attribute(attribute, address=str(lease), prefix_len=64))
-                value = lease
+                value = ipaddress.ip_interface(f"{lease}/64")   # as the initiator reads it
             elif attribute == "INTERNAL_IP4_ADDRESS":
                 grants.append(w.cp_attribute(attribute, address=str(lease)))
                 value = lease
@@ -620,7 +629,8 @@ class IkeSa:
             return [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")]
         peer_ts = [_ts(t) for t in w.decode_ts(tsi)]
         # a peer that was given an address or prefix may use that, and only that
-        acceptable_peer = [TrafficSelector.from_network(str(a.value)) for a in self.assigned
+        acceptable_peer = [TrafficSelector.from_network(str(ipaddress.ip_interface(a.value).ip))
+                           for a in self.assigned
                            if a.attribute != "MIP6_HOME_PREFIX"] or self._peer_ts()
         narrowed_i = narrow(peer_ts, acceptable_peer)
         narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], self._own_ts())

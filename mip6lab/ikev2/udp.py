@@ -207,6 +207,7 @@ class UdpDriver:
             self.selector.register(sock, selectors.EVENT_READ, port)
         self.allocate_spi = SpiAllocator()
         self.sas: dict[bytes, SaResult] = {}          # by initiator SPI
+        self.initiator: SaResult | None = None        # set by initiate(): no responding
         self.log = verbose or (lambda text: None)
 
     def close(self) -> None:
@@ -248,7 +249,7 @@ class UdpDriver:
             return
         if data is None or len(data) < 28:
             return       # NAT keepalive, ESP, or too short to be IKE
-        spi_i, spi_r, exchange, flags = data[:8], data[8:16], data[18], data[19]
+        spi_i, flags = data[:8], data[19]
         result = self.sas.get(spi_i)
         if result is None:
             result = self._new_responder(data, src, sport, port)
@@ -283,8 +284,6 @@ class UdpDriver:
         result = SaResult(sa)
         self.sas[data[:8]] = result
         return result
-
-    initiator: SaResult | None = None
 
     def _timeout(self) -> float | None:
         deadlines = [r.sa.timer_us for r in self.sas.values() if r.sa.timer_us is not None]
