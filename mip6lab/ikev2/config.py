@@ -58,6 +58,7 @@ class IkeConfig:
     retransmit_timeout: float = 0.5         # first retransmission (RFC 7296 §2.1)
     retransmit_tries: int = 5               # then give up
     nat_keepalive: float = 20.0
+    mobike: bool = True                     # offer MOBIKE_SUPPORTED (RFC 4555), as charon does
 
     def __post_init__(self) -> None:
         if self.mode not in ("tunnel", "transport"):

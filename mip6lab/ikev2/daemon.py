@@ -18,15 +18,15 @@ import ipaddress
 from typing import Any
 
 from ..errors import RemoteProtocolError
-from ..ipsec import (BYPASS, PROTECT, IPsecStack, IPsecTemplate, KeyMessage, SecurityAssociation,
-                     SecurityPolicy, Selectors)
+from ..ipsec import (BYPASS, PROTECT, IPsecStack, IPsecTemplate, KeyMessage, MigrateRequest,
+                     SecurityAssociation, SecurityPolicy, Selectors)
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..wire.ikev2 import unwrap_udp
 from .config import IkeConfig
 from .sa import (AddressAssigned, ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSa,
-                 IkeSaDeleted, IkeSaEstablished, IkeSaFailed, IkeSaRekeyed, MessageDropped,
-                 cookie_check)
+                 IkeSaDeleted, IkeSaEstablished, IkeSaFailed, IkeSaMoved, IkeSaRekeyed,
+                 MessageDropped, cookie_check)
 from .ts import TrafficSelector
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -194,6 +194,8 @@ class IkeDaemon:
         elif isinstance(event, IkeSaFailed):
             self.failures.append(event)
             self._announce(sa, f"IKE SA failed: {event.reason}", notify=event.notify)
+        elif isinstance(event, IkeSaMoved):
+            self._migrate(sa, event)
         elif isinstance(event, IkeSaRekeyed):
             new = event.new
             self.sas[new.spi_i] = new
@@ -238,9 +240,36 @@ class IkeDaemon:
                                          else None, sa.remote if child.mode == "tunnel"
                                          else None, child.reqid)
                 self.socket.send(KeyMessage("SPDADD", policy=SecurityPolicy(
-                    selectors, PROTECT, template, name=f"ike-{sa.spi_i.hex()[:8]}")))
+                    selectors, PROTECT, template, name=f"ike-{self._policy_tag(sa)}")))
         self._announce(sa, f"child SA {child.mode} {child.suite} in 0x{child.inbound_spi:08x} "
                        f"out 0x{child.outbound_spi:08x}")
+
+    def _migrate(self, sa: IkeSa, event: IkeSaMoved) -> None:
+        """MOBIKE moved the IKE SA: move the tunnel-mode child SAs and their policies with
+        the key engine's MIGRATE -- the same message the mobility module sends for the
+        K bit, sent here by IKE itself (RFC 4555 §3.5)."""
+        self._announce(sa, f"MOBIKE: now {event.local} <-> {event.remote} "
+                       f"(was {event.old_local} <-> {event.old_remote})")
+        request = MigrateRequest(ipaddress.ip_address(event.old_local),
+                                 ipaddress.ip_address(event.old_remote),
+                                 ipaddress.ip_address(event.local),
+                                 ipaddress.ip_address(event.remote), "tunnel",
+                                 self.config.reqid)
+        for policy in self.ipsec.spd.find(name=f"ike-{self._policy_tag(sa)}"):
+            self.socket.send(KeyMessage("MIGRATE", selectors=policy.selectors,
+                                        migrate=[request], k_bit=True))
+
+    def _policy_tag(self, sa: IkeSa) -> str:
+        """The name under which this SA's policies were installed (kept across rekeys)."""
+        first = sa
+        while first.predecessor is not None:
+            first = first.predecessor
+        return first.spi_i.hex()[:8]
+
+    def move(self, sa: IkeSa, new_local: str) -> None:
+        """Our address changed: follow it with MOBIKE (we must be the original initiator)."""
+        sa.update_addresses(new_local, self.node.sim.now_us)
+        self._pump(sa)
 
     def _install_virtual_ip(self, sa: IkeSa, value) -> None:
         """Put the assigned address on the interface towards the peer, as strongSwan
@@ -271,7 +300,7 @@ class IkeDaemon:
         for child in list(sa.children.values()):
             self._delete_sas(sa, child.inbound_spi, child.outbound_spi)
         sa.children.clear()
-        for policy in self.ipsec.spd.find(name=f"ike-{sa.spi_i.hex()[:8]}"):
+        for policy in self.ipsec.spd.find(name=f"ike-{self._policy_tag(sa)}"):
             self.socket.send(KeyMessage("SPDDELETE", policy_index=policy.index))
 
     def delete(self, sa: IkeSa) -> None:

@@ -102,6 +102,20 @@ class ChildSaRekeyed(Event):
 
 
 @dataclass(frozen=True)
+class IkeSaMoved(Event):
+    """MOBIKE (RFC 4555 §3.5): the SA now runs between these addresses and ports; the
+    driver moves the child SAs too (through the key engine's MIGRATE)."""
+
+    old_local: str
+    old_remote: str
+    local: str
+    remote: str
+    local_port: int
+    remote_port: int
+    nat_detected: bool
+
+
+@dataclass(frozen=True)
 class IkeSaRekeyed(Event):
     """This IKE SA is replaced by ``new`` (§1.3.2, §2.18); its child SAs moved there."""
 
@@ -195,6 +209,8 @@ class IkeSa:
         self.cookie: bytes | None = None      # the responder asked for one (§2.6)
         self._arrived_on: int | None = None    # the port the last datagram came to
         self.replaced_by: IkeSa | None = None  # set when a rekey replaced this SA
+        self.predecessor: IkeSa | None = None  # the SA this one replaced by a rekey
+        self.mobike = False                     # both sides said MOBIKE_SUPPORTED
 
     # -- driver interface ------------------------------------------------------------------
 
@@ -309,6 +325,7 @@ class IkeSa:
         instead."""
         self.now_us = now_us
         self._arrived_on = dport
+        self._last_src, self._last_sport = src, sport
         try:
             message = w.decode_message(data)
         except MalformedPacket as exc:
@@ -343,8 +360,15 @@ class IkeSa:
         elif message.exch_type == CREATE_CHILD_SA:
             self._create_child_response(self._decrypt(data), request.context or {})
         elif message.exch_type == INFORMATIONAL:
-            self._decrypt(data)
+            payloads = self._decrypt(data)
+            context = request.context or {}
             self.pending = None
+            if "moved_from" in context:
+                self._check_nat(payloads, str(self.remote), self.remote_port)
+                self._events.append(IkeSaMoved(context["moved_from"], str(self.remote),
+                                               str(self.local), str(self.remote),
+                                               self.local_port, self.remote_port,
+                                               self.nat_detected))
             if self.state == "DELETING":
                 self.state = "CLOSED"
                 self._events.append(IkeSaDeleted(by_peer=False))
@@ -541,6 +565,8 @@ class IkeSa:
                      w.build_ts_payload(False, [_wire_ts(t) for t in self._peer_ts()])]
         if self.config.mode == "transport":
             payloads.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+        if self.config.mobike:
+            payloads.append(w.IKEv2_Notify(type="MOBIKE_SUPPORTED"))
         self.state = "AUTH_SENT"
         self._request(IKE_AUTH, payloads, encrypted=True)
 
@@ -568,6 +594,9 @@ class IkeSa:
             response.append(w.build_cp_payload("CFG_REPLY", grants))
         child = self._responder_child(payloads, failure)
         response += child
+        self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
+        if self.mobike:
+            response.append(w.IKEv2_Notify(type="MOBIKE_SUPPORTED"))
         self._respond(IKE_AUTH, message_id, response, encrypted=True)
         self.state = "ESTABLISHED"
         self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
@@ -859,7 +888,8 @@ class IkeSa:
             self.nat_detected, self.nat_local, self.nat_remote
         new.child, new.children, new.assigned = self.child, dict(self.children), self.assigned
         self.children, self.child = {}, None       # they belong to the new SA now
-        self.replaced_by = new
+        self.replaced_by, new.predecessor = new, self
+        new.mobike = self.mobike
         self._events.append(IkeSaRekeyed(new))
 
     # -- INFORMATIONAL (§1.4) --------------------------------------------------------------
@@ -876,6 +906,23 @@ class IkeSa:
         self._request(INFORMATIONAL, [w.IKEv2_Delete(proto=3, SPI=[
             inbound_spi.to_bytes(4, "big")])], encrypted=True)
 
+    def update_addresses(self, new_local: str, now_us: int = 0) -> None:
+        """MOBIKE (RFC 4555 §3.5): the original initiator moved to ``new_local``; tell the
+        responder with UPDATE_SA_ADDRESSES (and fresh NAT-D, §3.8) from there."""
+        self.now_us = now_us
+        if not self.initiator or not self.mobike:
+            raise ValueError("only the original initiator of a MOBIKE IKE SA moves it")
+        if self.state != "ESTABLISHED" or self.pending is not None:
+            raise ValueError("one exchange at a time, on an established IKE SA")
+        old_local = str(self.local)
+        self.local = ipaddress.ip_address(new_local)
+        self.local_port = 4500     # RFC 4555 §3.3: MOBIKE runs on 4500 after IKE_AUTH
+        if self.remote_port == 500:
+            self.remote_port = 4500
+        self._request(INFORMATIONAL, [w.IKEv2_Notify(type="UPDATE_SA_ADDRESSES")]
+                      + self._natd_notifies(), encrypted=True)
+        self.pending.context = {"moved_from": old_local}
+
     def check_liveness(self, now_us: int = 0) -> None:
         """An empty INFORMATIONAL request: is the peer still there? (§1.4)."""
         self.now_us = now_us
@@ -884,6 +931,17 @@ class IkeSa:
     def _informational_request(self, message_id: int, payloads: list) -> None:
         self.expected_request_id += 1
         answer = []
+        if self.mobike and w.find_notifies(payloads, "UPDATE_SA_ADDRESSES"):
+            old_remote = str(self.remote)
+            if self._arrived_on == 4500:   # RFC 4555 §3.3: the SA lives on 4500 now
+                self.local_port = 4500
+            self.remote, self.remote_port = ipaddress.ip_address(self._last_src), \
+                self._last_sport
+            self._check_nat(payloads, self._last_src, self._last_sport)
+            answer += self._natd_notifies()
+            self._events.append(IkeSaMoved(str(self.local), old_remote, str(self.local),
+                                           str(self.remote), self.local_port,
+                                           self.remote_port, self.nat_detected))
         ike_delete = False
         for delete in (p for p in payloads if isinstance(p, w.IKEv2_Delete)):
             if delete.proto == 1:
@@ -922,6 +980,7 @@ class IkeSa:
             self._fail(exc.reason, "AUTHENTICATION_FAILED")
             return
         self.peer_id = (ID_NAMES.get(int(id_r.IDtype), str(id_r.IDtype)), _id_text(id_r))
+        self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
         if self.config.remote_id is not None and self.peer_id != self.config.remote_id:
             self._fail(f"responder identity {self.peer_id[1]} is not the configured "
                        f"{self.config.remote_id[1]}", "AUTHENTICATION_FAILED")
@@ -1023,5 +1082,5 @@ def _wire_ts(ts: TrafficSelector):
 
 
 __all__ = ["IkeSa", "Datagram", "Event", "IkeSaEstablished", "ChildSaEstablished",
-           "ChildSaDeleted", "ChildSaRekeyed", "IkeSaRekeyed", "AddressAssigned", "IkeSaFailed",
+           "ChildSaDeleted", "ChildSaRekeyed", "IkeSaRekeyed", "IkeSaMoved", "AddressAssigned", "IkeSaFailed",
            "IkeSaDeleted", "MessageDropped"]

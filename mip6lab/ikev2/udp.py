@@ -49,8 +49,9 @@ from typing import Any
 from ..errors import MalformedPacket
 from ..wire.ikev2 import unwrap_udp
 from .config import IkeConfig
-from .sa import (AddressAssigned, ChildSaEstablished, Event, IkeSa, IkeSaDeleted,
-                 IkeSaEstablished, IkeSaFailed, MessageDropped)
+from .sa import (AddressAssigned, ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, Event,
+                 IkeSa, IkeSaDeleted, IkeSaEstablished, IkeSaFailed, IkeSaRekeyed,
+                 MessageDropped)
 
 IKE_PORT, NAT_T_PORT = 500, 4500
 IKE_SA_INIT = 34
@@ -111,10 +112,17 @@ def open_sockets(address: str, ports: tuple[int, ...] = (IKE_PORT, NAT_T_PORT)
 
 @dataclass
 class SaResult:
-    """What one IKE SA came to: its events and the engine at the end."""
+    """What one IKE SA came to: its events and the engine at the end.
+
+    ``sa`` follows rekeys: after an :class:`IkeSaRekeyed` it is the new IKE SA (the one
+    that carries on), and the replaced ones are in ``previous``, oldest first. ``events``
+    are those of all of them, in order; ``deleted`` is set when the *current* SA went
+    (an old SA deleted after its rekey does not count)."""
 
     sa: IkeSa
     events: list[Event] = field(default_factory=list)
+    previous: list[IkeSa] = field(default_factory=list)
+    deleted: IkeSaDeleted | None = None
 
     @property
     def established(self) -> bool:
@@ -128,40 +136,96 @@ class SaResult:
     def children(self) -> list[ChildSaEstablished]:
         return [e for e in self.events if isinstance(e, ChildSaEstablished)]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON of ``mip6lab ike ... --json`` (no key material)."""
+    def to_dict(self, keys: bool = False) -> dict[str, Any]:
+        """The JSON of ``mip6lab ike ... --json``; key material only with ``keys``
+        (then under ``"secret": true`` entries)."""
         sa = self.sa
         ike = next((e for e in self.events if isinstance(e, IkeSaEstablished)), None)
         failure = self.failure
+        live = set(sa.children)
+        rekeyed = {e.old_inbound_spi for e in self.events if isinstance(e, ChildSaRekeyed)}
         return {
             "established": self.established,
             "role": "initiator" if sa.initiator else "responder",
             "state": sa.state,
             "ike_sa": None if ike is None else {
-                "spi_i": ike.spi_i.hex(), "spi_r": ike.spi_r.hex(),
-                "proposal": ike.proposal,
+                "spi_i": sa.spi_i.hex(), "spi_r": sa.spi_r.hex(),
+                "proposal": sa.proposal.keyword if sa.proposal is not None else ike.proposal,
                 "local": str(sa.local), "local_port": sa.local_port,
                 "remote": str(sa.remote), "remote_port": sa.remote_port,
                 "local_id": list(sa.config.local_id),
                 "peer_id": list(ike.peer_id),
+                "initiator": sa.initiator,
             },
-            "child_sas": [{
-                "spi_in": f"{c.inbound_spi:08x}", "spi_out": f"{c.outbound_spi:08x}",
-                "suite": c.suite, "mode": c.mode,
-                "local_ts": [str(t) for t in c.local_ts],
-                "remote_ts": [str(t) for t in c.remote_ts],
-                "udp_encapsulation": c.udp_encapsulation, "reqid": c.reqid,
-            } for c in self.children],
+            "previous_ike_sas": [{"spi_i": old.spi_i.hex(), "spi_r": old.spi_r.hex(),
+                                  "state": old.state} for old in self.previous],
+            "child_sas": [_child(c, "installed" if c.inbound_spi in live else
+                                 "rekeyed" if c.inbound_spi in rekeyed else "deleted", keys)
+                          for c in self.children],
             "assigned": [_assigned(e) for e in self.events
                          if isinstance(e, AddressAssigned)],
             "nat_detected": sa.nat_detected,
             "nat_local": sa.nat_local, "nat_remote": sa.nat_remote,
-            "deleted": any(isinstance(e, IkeSaDeleted) for e in self.events),
+            "deleted": self.deleted is not None,
+            "deleted_by_peer": None if self.deleted is None else self.deleted.by_peer,
             "error": None if failure is None else {"reason": failure.reason,
                                                    "notify": failure.notify},
             "dropped": [e.reason for e in self.events if isinstance(e, MessageDropped)],
-            "messages": {"sent": sa.messages_sent, "received": sa.messages_received},
+            "messages": {"sent": sum(s.messages_sent for s in (*self.previous, sa)),
+                         "received": sum(s.messages_received
+                                         for s in (*self.previous, sa))},
         }
+
+
+def _child(c: ChildSaEstablished, state: str | None = None,
+           keys: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "spi_in": f"{c.inbound_spi:08x}", "spi_out": f"{c.outbound_spi:08x}",
+        "suite": c.suite, "mode": c.mode,
+        "local_ts": [str(t) for t in c.local_ts],
+        "remote_ts": [str(t) for t in c.remote_ts],
+        "udp_encapsulation": c.udp_encapsulation, "reqid": c.reqid,
+    }
+    if state is not None:
+        entry["state"] = state
+    if keys:
+        entry["keys"] = {"secret": True,
+                         "encr_in": c.encr_in.hex(), "integ_in": c.integ_in.hex(),
+                         "encr_out": c.encr_out.hex(), "integ_out": c.integ_out.hex()}
+    return entry
+
+
+def event_dict(sa: IkeSa, event: Event, keys: bool = False) -> dict[str, Any]:
+    """One event as a JSON object (a line of ``--events``); key material only with
+    ``keys``. ``ike`` names the IKE SA that reported it."""
+    entry: dict[str, Any] = {"event": type(event).__name__, "time": round(time.time(), 6),
+                             "ike": {"spi_i": sa.spi_i.hex(), "spi_r": sa.spi_r.hex()}}
+    if isinstance(event, IkeSaEstablished):
+        entry.update(proposal=event.proposal, peer_id=list(event.peer_id),
+                     nat_detected=event.nat_detected,
+                     local_port=sa.local_port, remote_port=sa.remote_port)
+    elif isinstance(event, ChildSaEstablished):
+        entry["child"] = _child(event, keys=keys)
+    elif isinstance(event, ChildSaRekeyed):
+        entry.update(old_spi_in=f"{event.old_inbound_spi:08x}",
+                     new_spi_in=f"{event.new_inbound_spi:08x}")
+    elif isinstance(event, ChildSaDeleted):
+        entry.update(spi_in=f"{event.inbound_spi:08x}", spi_out=f"{event.outbound_spi:08x}",
+                     by_peer=event.by_peer)
+    elif isinstance(event, IkeSaRekeyed):
+        new = event.new
+        entry["new"] = {"spi_i": new.spi_i.hex(), "spi_r": new.spi_r.hex(),
+                        "proposal": new.proposal.keyword if new.proposal else None,
+                        "initiator": new.initiator}
+    elif isinstance(event, IkeSaDeleted):
+        entry["by_peer"] = event.by_peer
+    elif isinstance(event, AddressAssigned):
+        entry.update(_assigned(event))
+    elif isinstance(event, IkeSaFailed):
+        entry.update(reason=event.reason, notify=event.notify)
+    elif isinstance(event, MessageDropped):
+        entry["reason"] = event.reason
+    return entry
 
 
 def _assigned(event: AddressAssigned) -> dict[str, Any]:

@@ -273,3 +273,61 @@ def test_the_daemon_keeps_its_own_ike_traffic_out_of_the_child_sas():
         first_two = list(lab.nodes[node].ipsec.spd)[:2]
         assert [p.action for p in first_two] == ["bypass", "bypass"]
         assert [p.selectors.local_port for p in first_two] == [(500, 500), (4500, 4500)]
+
+
+def mobike_lab():
+    """mn on v1 or v2 behind router r; ha on core. mn follows its move with MOBIKE."""
+    from mip6lab.ikev2 import AddressPool as Pool
+
+    def build(lab):
+        for name in ("v1", "v2", "core"):
+            lab.add_link(name)
+        mn, ha, r = lab.add_host("mn"), lab.add_host("ha"), lab.add_router("r")
+        lab.connect(mn, "v1")
+        lab.connect(r, "v1", addresses=["2001:db8:11::1/64"])
+        lab.connect(r, "v2", addresses=["2001:db8:12::1/64"])
+        lab.connect(r, "core", addresses=["2001:db8:1::2/64"])
+        lab.connect(ha, "core", addresses=["2001:db8:1::1/64"])
+        r.advertise("eth0", ["2001:db8:11::/64"], interval=(0.2, 0.5))
+        r.advertise("eth1", ["2001:db8:12::/64"], interval=(0.2, 0.5))
+        ha.routes.add("::/0", "eth0", "2001:db8:1::2")
+        lab.mnd = IkeDaemon(mn, IkeConfig.make("mn@mip6lab.example", PSK,
+                                               "ha.mip6lab.example", request=("ipv6",)))
+        lab.had = IkeDaemon(ha, IkeConfig.make("ha.mip6lab.example", PSK,
+                                               "mn@mip6lab.example",
+                                               pool6=Pool.parse("2001:db8:aaaa::/64")))
+        UdpEchoServer(ha, 7)
+
+    return Lab(seed=3, build=build)
+
+
+def test_mobike_moves_the_ike_sa_and_the_child_sas_through_migrate():
+    lab = mobike_lab()
+    lab.at(1.5, lab.mnd.initiate, "2001:db8:1::1")
+    client = UdpClient(lab.nodes["mn"], "2001:db8:1::1", 7, count=10, start=2.0,
+                       src="2001:db8:aaaa::1", interval=0.5)
+    lab.at(4.2, lab.move, "mn", "v2")
+
+    def follow():
+        new = next(str(a.ip) for a in lab.nodes["mn"].interface().addresses6
+                   if a.origin == "slaac")
+        lab.mnd.move(lab.mnd.established[-1], new)
+
+    lab.at(5.0, follow)
+    lab.run(until=8)
+    new_coa = next(str(a.ip) for a in lab.nodes["mn"].interface().addresses6
+                   if a.origin == "slaac")
+    assert new_coa.startswith("2001:db8:12::")
+    # the exchange is one INFORMATIONAL with UPDATE_SA_ADDRESSES, no new IKE_SA_INIT
+    ike = [e for e in lab.events.frames() if e.summary.startswith("IKE ")]
+    assert sum("IKE_SA_INIT request" in e.summary for e in ike) == 1
+    assert any("INFORMATIONAL request" in e.summary and new_coa in e.summary for e in ike)
+    # both daemons moved their SAs with MIGRATE through the key engine
+    migrates = lab.events.filter(kind="seam", where=lambda e: e.data.get("message") == "MIGRATE"
+                                 and e.data.get("sender") == "kernel")
+    assert {e.node for e in migrates} == {"mn", "ha"}
+    assert all("2 SAs moved" in e.summary for e in migrates)
+    ha_out = [sa for sa in lab.nodes["ha"].ipsec.sad if sa.direction == "out"]
+    assert [str(sa.dst) for sa in ha_out] == [new_coa]
+    # traffic resumed after the move; only what was sent before the MOBIKE update was lost
+    assert client.answers[-3:] == [8, 9, 10] and len(client.answers) >= 8
