@@ -258,11 +258,19 @@ def _describe(event: Event) -> str:
 
 
 class UdpDriver:
-    """IKE SAs on real UDP sockets: one initiator, or a responder for anyone."""
+    """IKE SAs on real UDP sockets: one initiator, or a responder for anyone.
+
+    Every IKE SA engine is registered by its initiator SPI (``engines``); a rekeyed IKE
+    SA's successor is registered under its own SPIs as soon as the engine reports
+    :class:`IkeSaRekeyed`, and the :class:`SaResult` it belongs to follows it. The old
+    engine stays registered to finish its DELETE exchange and to answer retransmissions.
+    ``on_event(result, sa, event)`` is called for every event as it happens."""
+
+    KEEPALIVE_S = 20.0          # NAT keepalives when behind a NAT (RFC 3948 §4)
 
     def __init__(self, config: IkeConfig, local: str, *,
                  sockets: dict[int, socket.socket] | None = None,
-                 verbose=None) -> None:
+                 verbose=None, on_event=None) -> None:
         self.config = config
         self.local = str(ipaddress.ip_address(local))
         self.sockets = sockets if sockets is not None else open_sockets(self.local)
@@ -270,9 +278,12 @@ class UdpDriver:
         for port, sock in self.sockets.items():
             self.selector.register(sock, selectors.EVENT_READ, port)
         self.allocate_spi = SpiAllocator()
-        self.sas: dict[bytes, SaResult] = {}          # by initiator SPI
+        self.sas: dict[bytes, SaResult] = {}          # by the first SA's initiator SPI
+        self.engines: dict[bytes, tuple[IkeSa, SaResult]] = {}   # every engine, by SPIi
         self.initiator: SaResult | None = None        # set by initiate(): no responding
         self.log = verbose or (lambda text: None)
+        self.on_event = on_event
+        self._keepalive_at: dict[int, float] = {}     # id(result) -> next keepalive
 
     def close(self) -> None:
         self.selector.close()
@@ -287,8 +298,10 @@ class UdpDriver:
 
     # -- I/O -------------------------------------------------------------------------------
 
-    def _flush(self, result: SaResult) -> None:
-        sa = result.sa
+    def _register(self, sa: IkeSa, result: SaResult) -> None:
+        self.engines[sa.spi_i] = (sa, result)
+
+    def _flush(self, sa: IkeSa, result: SaResult) -> None:
         for d in sa.datagrams_to_send():
             sock = self.sockets.get(d.sport) or self.sockets[IKE_PORT]
             self.log(f"send {len(d.data)} octets {d.src}[{d.sport}] -> {d.dst}[{d.dport}]")
@@ -299,6 +312,20 @@ class UdpDriver:
         while (event := sa.next_event()) is not None:
             self.log(f"event {_describe(event)}")
             result.events.append(event)
+            if isinstance(event, IkeSaRekeyed):
+                new = event.new
+                if result.sa is sa:
+                    result.previous.append(sa)
+                    result.sa = new
+                self._register(new, result)
+                self.log(f"IKE SA {sa.spi_i.hex()}_i {sa.spi_r.hex()}_r rekeyed: now "
+                         f"{new.spi_i.hex()}_i {new.spi_r.hex()}_r")
+            elif isinstance(event, IkeSaDeleted) and result.sa is sa:
+                result.deleted = event
+            if self.on_event is not None:
+                self.on_event(result, sa, event)
+            if isinstance(event, IkeSaRekeyed):
+                self._flush(event.new, result)
 
     def _receive(self, sock: socket.socket, port: int) -> None:
         try:
@@ -314,23 +341,29 @@ class UdpDriver:
         if data is None or len(data) < 28:
             return       # NAT keepalive, ESP, or too short to be IKE
         spi_i, flags = data[:8], data[19]
-        result = self.sas.get(spi_i)
-        if result is None:
+        entry = self.engines.get(spi_i)
+        if entry is None:
             result = self._new_responder(data, src, sport, port)
             if result is None:
                 return
+            sa = result.sa
         else:
-            self._follow_peer(result.sa, flags, src, sport, port)
-        result.sa.receive(data, src, sport, now_us())
-        self._flush(result)
+            sa, result = entry
+            self._follow_peer(sa, flags, src, sport, port)
+        sa.receive(data, src, sport, now_us(), port)
+        self._flush(sa, result)
 
     def _follow_peer(self, sa: IkeSa, flags: int, src: str, sport: int, port: int) -> None:
         """A request from the peer: answer where it came from (RFC 7296 §2.11, §2.23).
 
         The engine keeps IKE_SA_INIT's ports; after the peer's move to 4500 its answers
-        would go to UDP 500. Only requests (not responses) and only when both ends use
-        4500 or both 500 make us follow, which is what §2.23 allows a responder."""
-        if flags & 0x20 or sa.initiator:
+        would go to UDP 500. Only requests (not responses) make us follow; the original
+        initiator never follows (it chose the ports), a responder -- or the successor of a
+        rekeyed SA, whichever end started the rekey -- does, as §2.23 allows."""
+        if flags & 0x20:
+            return
+        result = self.engines.get(sa.spi_i, (None, None))[1]
+        if result is not None and result is self.initiator:
             return
         if (sa.local_port, sa.remote_port) != (port, sport) or str(sa.remote) != src:
             self.log(f"peer moved to {src}[{sport}] (our port {port})")
@@ -347,21 +380,22 @@ class UdpDriver:
                    now_us(), port, sport)
         result = SaResult(sa)
         self.sas[data[:8]] = result
+        self._register(sa, result)
         return result
 
     def _timeout(self) -> float | None:
-        deadlines = [r.sa.timer_us for r in self.sas.values() if r.sa.timer_us is not None]
+        deadlines = [sa.timer_us for sa, _ in self.engines.values() if sa.timer_us is not None]
         if not deadlines:
             return None
         return max(0.0, (min(deadlines) - now_us()) / 1_000_000)
 
     def _timers(self) -> None:
         now = now_us()
-        for result in list(self.sas.values()):
-            timer = result.sa.timer_us
+        for sa, result in list(self.engines.values()):
+            timer = sa.timer_us
             if timer is not None and timer <= now:
-                result.sa.handle_timer(now)
-                self._flush(result)
+                sa.handle_timer(now)
+                self._flush(sa, result)
 
     def step(self, limit: float | None) -> None:
         """Wait for a datagram or a timer, at most ``limit`` seconds; handle it."""
@@ -372,43 +406,152 @@ class UdpDriver:
             self._receive(key.fileobj, key.data)
         self._timers()
 
+    # -- staying alive ---------------------------------------------------------------------
+
+    def request(self, result: SaResult, action: str) -> bool:
+        """Start ``action`` on the current IKE SA of ``result``: ``rekey-child`` (the first
+        live child SA), ``rekey-ike``, ``delete-child``, ``delete`` or ``liveness``.
+        False when it has to wait (an exchange outstanding) or cannot be done."""
+        sa = result.sa
+        if sa.state != "ESTABLISHED" or sa.pending is not None:
+            return False
+        now = now_us()
+        child = next(iter(sa.children), None)
+        try:
+            if action == "rekey-child":
+                if child is None:
+                    return False
+                sa.create_child(now, rekey=child)
+            elif action == "rekey-ike":
+                sa.rekey_ike(now)
+            elif action == "delete-child":
+                if child is None:
+                    return False
+                sa.delete_child(child, now)
+            elif action == "delete":
+                sa.delete(now)
+            elif action == "liveness":
+                sa.check_liveness(now)
+            else:
+                raise ValueError(f"unknown action {action!r}")
+        except ValueError as exc:
+            self.log(f"{action}: {exc}")
+            return False
+        self.log(f"{action} on {sa.spi_i.hex()}_i {sa.spi_r.hex()}_r")
+        self._flush(sa, result)
+        return True
+
+    def _keepalive(self, result: SaResult) -> None:
+        sa = result.sa
+        if not sa.nat_local or sa.state != "ESTABLISHED" or sa.local_port != NAT_T_PORT:
+            return
+        key, now = id(result), time.monotonic()
+        due = self._keepalive_at.setdefault(key, now + self.KEEPALIVE_S)
+        if now >= due:
+            self._keepalive_at[key] = now + self.KEEPALIVE_S
+            try:
+                self.sockets[NAT_T_PORT].sendto(b"\xff", (str(sa.remote), sa.remote_port))
+            except OSError as exc:
+                self.log(f"NAT keepalive failed: {exc}")
+
+    def serve(self, result: SaResult, stay: float | None = None,
+              until_deleted: bool = False,
+              schedule: list[tuple[float, str]] | None = None) -> SaResult:
+        """Keep ``result``'s IKE SA alive: answer the peer's requests (rekeys, deletes,
+        liveness checks), run our own retransmissions, and start the actions of
+        ``schedule`` (seconds from now, action for :meth:`request`) when due; an action
+        that cannot start yet (an exchange outstanding) is retried shortly after.
+
+        Returns after ``stay`` seconds (None: no limit), or -- with ``until_deleted`` --
+        once the current IKE SA is gone (deleted by either end, or failed). Either way
+        it first waits (bounded) for our own outstanding exchange to finish."""
+        start = time.monotonic()
+        deadline = None if stay is None else start + stay
+        todo = sorted((start + at, action) for at, action in (schedule or []))
+        while True:
+            now = time.monotonic()
+            while todo and todo[0][0] <= now:
+                at, action = todo.pop(0)
+                if not self.request(result, action) and result.sa.state in (
+                        "ESTABLISHED", "DELETING"):
+                    todo.append((now + 0.05, action))
+                    todo.sort()
+            sa = result.sa
+            gone = sa.state == "CLOSED" or result.deleted is not None
+            if until_deleted and gone:
+                break
+            if deadline is not None and now >= deadline:
+                break
+            if stay is None and not until_deleted and not todo:
+                break
+            self._keepalive(result)
+            limit = 1.0
+            if deadline is not None:
+                limit = min(limit, deadline - now)
+            if todo:
+                limit = min(limit, max(0.0, todo[0][0] - now))
+            if self.KEEPALIVE_S and sa.nat_local:
+                limit = min(limit, self.KEEPALIVE_S)
+            self.step(max(0.0, limit))
+        self._drain(result, 5.0)
+        return result
+
+    def _drain(self, result: SaResult, limit: float) -> None:
+        """Let outstanding exchanges of ``result``'s engines end (bounded)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(
+                sa.pending is not None and sa.state != "CLOSED"
+                for sa, r in self.engines.values() if r is result):
+            self.step(deadline - time.monotonic())
+
     # -- roles -----------------------------------------------------------------------------
 
-    def initiate(self, remote: str, timeout: float = 30.0, delete: bool = False) -> SaResult:
-        """Run one IKE SA (IKE_SA_INIT + IKE_AUTH) with ``remote`` to its end."""
+    def initiate(self, remote: str, timeout: float = 30.0, delete: bool = False, *,
+                 stay: float | None = None, until_deleted: bool = False,
+                 schedule: list[tuple[float, str]] | None = None,
+                 on_established=None) -> SaResult:
+        """Run one IKE SA (IKE_SA_INIT + IKE_AUTH) with ``remote``; then, with ``stay``,
+        ``until_deleted`` or a ``schedule``, keep it (see :meth:`serve`); with ``delete``,
+        delete it at the end. ``on_established(result)`` is called once it is up."""
         remote = str(ipaddress.ip_address(remote))
         sa = IkeSa(self.config, True, self.local, remote, os.urandom, self.allocate_spi,
                    now_us())
         result = self.initiator = SaResult(sa)
         self.sas[sa.spi_i] = result
+        self._register(sa, result)
         sa.initiate(now_us())
-        self._flush(result)
+        self._flush(sa, result)
         deadline = time.monotonic() + timeout
         while sa.state not in ("ESTABLISHED", "CLOSED") or sa.pending is not None:
-            if sa.spi_i not in self.sas:        # re-keyed by a cookie/INVALID_KE retry?
-                self.sas[sa.spi_i] = result
+            if sa.spi_i not in self.engines:    # re-keyed by a cookie/INVALID_KE retry?
+                self._register(sa, result)
             left = deadline - time.monotonic()
             if left <= 0:
                 result.events.append(IkeSaFailed(f"no IKE SA within {timeout:g} s "
                                                  f"(state {sa.state})"))
                 break
             self.step(left)
-        if delete and sa.state == "ESTABLISHED":
-            sa.delete(now_us())
-            self._flush(result)
-            deadline = time.monotonic() + min(timeout, 10.0)
-            while sa.state == "DELETING" and time.monotonic() < deadline:
-                self.step(deadline - time.monotonic())
+        if sa.state == "ESTABLISHED":
+            if on_established is not None:
+                on_established(result)
+            if stay is not None or until_deleted or schedule:
+                self.serve(result, stay, until_deleted, schedule)
+        if delete and result.sa.state == "ESTABLISHED":
+            self.request(result, "delete")
+            self._drain(result, min(timeout, 10.0))
         return result
 
     def respond(self, once: bool = False, timeout: float | None = None,
-                on_result=None) -> list[SaResult]:
+                on_result=None, *, stay: float | None = None, until_deleted: bool = False,
+                schedule: list[tuple[float, str]] | None = None) -> list[SaResult]:
         """Answer initiators; with ``once``, return after the first IKE SA is established
-        or has failed. ``timeout`` bounds the whole run (None: forever)."""
+        or has failed -- or, with ``stay``/``until_deleted``/``schedule``, keep that first
+        established SA (see :meth:`serve`) before returning. ``timeout`` bounds the wait
+        for it (None: forever)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         reported: set[bytes] = set()
         while True:
-            for spi, result in self.sas.items():
+            for spi, result in list(self.sas.items()):
                 if spi in reported:
                     continue
                 if result.established or result.sa.state == "CLOSED" or result.failure:
@@ -416,7 +559,12 @@ class UdpDriver:
                     if on_result is not None:
                         on_result(result)
             if once and reported:
-                return [self.sas[s] for s in reported]
+                done = [self.sas[s] for s in reported]
+                up = next((r for r in done if r.established and r.sa.state == "ESTABLISHED"),
+                          None)
+                if up is not None and (stay is not None or until_deleted or schedule):
+                    self.serve(up, stay, until_deleted, schedule)
+                return done
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return list(self.sas.values())
@@ -424,20 +572,24 @@ class UdpDriver:
 
 
 def initiate(config: IkeConfig, remote: str, local: str | None = None,
-             timeout: float = 30.0, delete: bool = False, verbose=None) -> SaResult:
+             timeout: float = 30.0, delete: bool = False, verbose=None, *,
+             on_event=None, **keep) -> SaResult:
     """Bind ``local`` (default: the source towards ``remote``) on 500 and 4500, run one
-    IKE SA as initiator, close the sockets, return the result."""
+    IKE SA as initiator (``keep``: ``stay``, ``until_deleted``, ``schedule``,
+    ``on_established`` of :meth:`UdpDriver.initiate`), close the sockets, return the
+    result."""
     local = local or local_address_for(remote)
-    with UdpDriver(config, local, verbose=verbose) as driver:
-        return driver.initiate(remote, timeout, delete)
+    with UdpDriver(config, local, verbose=verbose, on_event=on_event) as driver:
+        return driver.initiate(remote, timeout, delete, **keep)
 
 
 def respond(config: IkeConfig, listen: str, once: bool = False,
-            timeout: float | None = None, on_result=None, verbose=None) -> list[SaResult]:
+            timeout: float | None = None, on_result=None, verbose=None, *,
+            on_event=None, **keep) -> list[SaResult]:
     """Bind ``listen`` on 500 and 4500 and answer initiators (see :meth:`UdpDriver.respond`)."""
-    with UdpDriver(config, listen, verbose=verbose) as driver:
-        return driver.respond(once, timeout, on_result)
+    with UdpDriver(config, listen, verbose=verbose, on_event=on_event) as driver:
+        return driver.respond(once, timeout, on_result, **keep)
 
 
 __all__ = ["UdpDriver", "SaResult", "SpiAllocator", "initiate", "respond", "open_sockets",
-           "local_address_for", "now_us"]
+           "local_address_for", "now_us", "event_dict"]
