@@ -297,8 +297,9 @@ class IkeSa:
         if not self.initiator or self.state not in ("IDLE", "INIT_SENT"):
             raise ValueError(f"cannot initiate in state {self.state}")
         group = group or self.config.ike_proposals[0].ke_group
-        self.ke = generate_key_exchange(group, self.random)
-        self.nonce_i = self.random(32)
+        if self.ke is None or self.ke.group != group:   # a COOKIE retry keeps KE and Ni
+            self.ke = generate_key_exchange(group, self.random)
+            self.nonce_i = self.random(32)
         payloads = [w.build_sa_payload(self.config.ike_proposals),
                     w.IKEv2_KE(group=group, ke=self.ke.public_value),
                     w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies()
