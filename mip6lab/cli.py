@@ -6,21 +6,29 @@
     mip6lab scenario list
     mip6lab scenario run NAME [--seed N] [--set KEY=VALUE ...] [--json]
                               [--pcap FILE] [--pcap-dir DIR] [--keys DIR] [--ladder]
-    mip6lab ike initiate --remote ADDR [--local ADDR] --id ID --remote-id ID --psk-file F
+    mip6lab ike initiate --remote ADDR [--local ADDR] --id ID --remote-id ID
+                         (--psk-file F | --cert F --key F --ca F [--auth METHOD])
                          [--request ipv6|ipv4|home-prefix ...] [--ike-proposal STR]
                          [--esp-proposal STR] [--mode tunnel|transport] [--timeout S]
-                         [--delete] [--json] [-v]
-    mip6lab ike respond --listen ADDR --id ID --psk-file F [--remote-id ID]
+                         [--delete] [--json [--events] [--show-keys]] [-v]
+                         [--stay S] [--until-deleted] [--rekey-child-after S]
+                         [--rekey-ike-after S] [--delete-child-after S]
+                         [--liveness-after S] [--delete-after S]
+    mip6lab ike respond --listen ADDR --id ID (--psk-file F | --cert F --key F --ca F)
+                        [--remote-id ID]
                         [--pool6 PREFIX] [--pool4 CIDR] [--home-prefix PREFIX]
                         [--ike-proposal STR] [--esp-proposal STR] [--mode tunnel|transport]
-                        [--once] [--timeout S] [--json] [-v]
+                        [--once [--stay S] [--until-deleted] [--*-after S]]
+                        [--timeout S] [--json [--events] [--show-keys]] [-v]
 
 ``scenario run`` exits 0 when the scenario's own verdict is good, 1 when it is not, and
 2 for a usage error (an unknown scenario or option).
 
 ``ike initiate`` / ``ike respond`` run our IKEv2 engine on real UDP sockets (500 and
-4500, :mod:`mip6lab.ikev2.udp`), e.g. against strongSwan. Pre-shared keys only (no
-certificates yet); nothing is installed in the kernel: the negotiated SAs are reported.
+4500, :mod:`mip6lab.ikev2.udp`), e.g. against strongSwan. Authentication by pre-shared
+key (``--psk-file``) or X.509 certificates (``--cert/--key/--ca``: CERT, CERTREQ and an
+RFC 7427 signature AUTH, certificates checked against the wall clock); nothing is
+installed in the kernel: the negotiated SAs are reported.
 ``--json`` prints the IKE SA (SPIs in hex, the chosen proposal), the child SAs (SPIs,
 suite, mode, TSi/TSr), the assigned addresses and ``nat_detected``; ``ike respond``
 prints one JSON object per IKE SA, one a line. Exit 0 when an SA was established, 1
@@ -80,14 +88,45 @@ def _ike_parser(commands) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--id", required=True, help="our identity (address, FQDN, "
                        "user@domain as RFC822; fqdn:/rfc822:/key_id: force a type)")
-        p.add_argument("--psk-file", required=True, metavar="F",
-                       help="file holding the pre-shared key (one trailing newline dropped)")
+        auth = p.add_mutually_exclusive_group(required=True)
+        auth.add_argument("--psk-file", metavar="F",
+                          help="file holding the pre-shared key (one trailing newline "
+                          "dropped)")
+        auth.add_argument("--cert", metavar="F", help="our X.509 certificate (PEM; "
+                          "intermediates may follow it); needs --key and --ca")
+        p.add_argument("--key", metavar="F", help="the private key of --cert (PEM)")
+        p.add_argument("--ca", action="append", default=[], metavar="F",
+                       help="CA certificate(s) the peer's certificate must chain to "
+                       "(PEM); repeatable")
+        p.add_argument("--auth", choices=["signature", "rsa", "ecdsa"], default=None,
+                       help="with --cert: RFC 7427 digital signature (method 14, the "
+                       "default), RSA (method 1) or ECDSA (methods 9-11)")
         p.add_argument("--ike-proposal", default="aes256gcm16-prfsha256-curve25519",
                        metavar="STR", help="IKE proposals, strongSwan notation, comma list")
         p.add_argument("--esp-proposal", default="aes256gcm16", metavar="STR",
                        help="ESP proposals, strongSwan notation, comma list")
         p.add_argument("--mode", choices=["tunnel", "transport"], default="tunnel")
         p.add_argument("--json", action="store_true", help="print JSON")
+        keep = p.add_argument_group("after establishment (default: exit once it is up)")
+        keep.add_argument("--stay", type=float, metavar="S",
+                          help="keep the IKE SA S seconds, answering the peer's rekeys, "
+                               "deletes and liveness checks")
+        keep.add_argument("--until-deleted", action="store_true",
+                          help="keep it until it is deleted (by either end; bounded by "
+                               "--stay if given)")
+        for action, what in (("rekey-child", "rekey the (first) child SA"),
+                             ("rekey-ike", "rekey the IKE SA"),
+                             ("delete-child", "delete the (first) child SA"),
+                             ("liveness", "send a liveness check (empty INFORMATIONAL)"),
+                             ("delete", "delete the IKE SA")):
+            keep.add_argument(f"--{action}-after", type=float, action="append", default=[],
+                              metavar="S", dest=action.replace("-", "_") + "_after",
+                              help=f"{what} S seconds after establishment (repeatable)")
+        keep.add_argument("--events", action="store_true",
+                          help="with --json: one JSON line per engine event as it happens")
+        keep.add_argument("--show-keys", action="store_true",
+                          help="with --json: include the child SA keys (SECRET; marked "
+                               '"secret": true)')
         p.add_argument("-v", "--verbose", action="store_true",
                        help="log datagrams and events on stderr")
 
@@ -139,15 +178,33 @@ def _read_psk(path: str) -> bytes:
     return psk
 
 
+def _certificate_options(args: argparse.Namespace) -> dict:
+    """IkeConfig.make's cert/key/ca/auth_method from --cert/--key/--ca/--auth."""
+    if args.psk_file is not None:
+        if args.key or args.ca or args.auth:
+            raise _Usage("--key, --ca and --auth go with --cert, not --psk-file")
+        return {}
+    if not args.key or not args.ca:
+        raise _Usage("--cert needs --key and --ca")
+    options = {"cert": args.cert, "key": args.key, "ca": args.ca}
+    if args.auth:
+        options["auth_method"] = args.auth
+    return options
+
+
 def _ike_config(args: argparse.Namespace, **options):
     from .ikev2.config import IkeConfig
 
+    certificate = _certificate_options(args)
     try:
-        return IkeConfig.make(args.id, _read_psk(args.psk_file), args.remote_id,
+        psk = _read_psk(args.psk_file) if args.psk_file is not None else None
+        return IkeConfig.make(args.id, psk, args.remote_id,
                               ike=args.ike_proposal, esp=args.esp_proposal, mode=args.mode,
-                              **options)
+                              **certificate, **options)
     except _Usage:
         raise
+    except OSError as exc:
+        raise _Usage(f"cannot read {exc.filename}: {exc.strerror}") from None
     except (ValueError, KeyError) as exc:
         raise _Usage(f"bad configuration: {exc}") from None
 
@@ -163,8 +220,8 @@ def _address(text: str | None, option: str) -> str | None:
         raise _Usage(f"{option} needs an IP address, not {text!r}") from None
 
 
-def _print_ike_result(result, as_json: bool) -> None:
-    report = result.to_dict()
+def _print_ike_result(result, as_json: bool, keys: bool = False) -> None:
+    report = result.to_dict(keys=keys)
     if as_json:
         print(json.dumps(report))
         sys.stdout.flush()
@@ -200,8 +257,8 @@ def _ike(args: argparse.Namespace) -> int:
         if args.timeout <= 0:
             raise _Usage("--timeout must be positive")
         result = udp.initiate(config, remote, local, timeout=args.timeout,
-                              delete=args.delete, verbose=log)
-        _print_ike_result(result, args.json)
+                              delete=args.delete, verbose=log, **_keep(args))
+        _print_ike_result(result, args.json, args.show_keys)
         return 0 if result.established and not _child_refused(result) else 1
     from .ikev2.pools import AddressPool
 
@@ -215,9 +272,39 @@ def _ike(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _Usage(f"bad pool: {exc}") from None
     config = _ike_config(args, local_ts=_selectors(args.local_ts, "--local-ts"), **pools)
+    keep = _keep(args)
+    if (keep["stay"] is not None or keep["until_deleted"] or keep["schedule"]) \
+            and not args.once:
+        raise _Usage("--stay, --until-deleted and --*-after need --once")
+    keep.pop("on_established")
     results = udp.respond(config, listen, once=args.once, timeout=args.timeout,
-                          on_result=lambda r: _print_ike_result(r, args.json), verbose=log)
+                          on_result=lambda r: _print_ike_result(r, args.json, args.show_keys),
+                          verbose=log, **keep)
+    if args.once and (keep["stay"] is not None or keep["until_deleted"] or keep["schedule"]):
+        for result in results:      # the final state, after staying
+            _print_ike_result(result, args.json, args.show_keys)
     return 0 if any(r.established for r in results) else 1
+
+
+def _keep(args: argparse.Namespace) -> dict:
+    """The staying options: stay, until_deleted, schedule, on_event, on_established."""
+    from .ikev2.udp import event_dict
+
+    if args.stay is not None and args.stay < 0:
+        raise _Usage("--stay must not be negative")
+    schedule = []
+    for action in ("rekey_child", "rekey_ike", "delete_child", "liveness", "delete"):
+        for at in getattr(args, action + "_after"):
+            if at < 0:
+                raise _Usage(f"--{action.replace('_', '-')}-after must not be negative")
+            schedule.append((at, action.replace("_", "-")))
+    keep: dict = {"stay": args.stay, "until_deleted": args.until_deleted,
+                  "schedule": schedule, "on_established": None}
+    if args.json and args.events:
+        def on_event(result, sa, event) -> None:
+            print(json.dumps(event_dict(sa, event, keys=args.show_keys)), flush=True)
+        keep["on_event"] = on_event
+    return keep
 
 
 def _selectors(texts, option: str) -> list:

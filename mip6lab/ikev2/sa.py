@@ -41,11 +41,15 @@ from ..crypto.ike.proposals import Proposal, select_proposal
 from ..crypto.ike.sk import decrypt_message, encrypt_message
 from ..errors import MalformedPacket, RemoteProtocolError
 from ..wire import ikev2 as w
+from . import certs
 from .config import ID_TYPE_NUMBERS, IkeConfig
 from .pools import PoolExhausted
 from .ts import TrafficSelector, narrow
 
 IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL = 34, 35, 36, 37
+#: RFC 7427 §4: the hashes we announce in SIGNATURE_HASH_ALGORITHMS (SHA2-256/384/512)
+SIGNATURE_HASHES = (2, 3, 4)
+_SCHEME_HASH = {2: "256", 3: "384", 4: "512"}
 ID_NAMES = {number: name for name, number in ID_TYPE_NUMBERS.items()}
 
 
@@ -211,6 +215,9 @@ class IkeSa:
         self.replaced_by: IkeSa | None = None  # set when a rekey replaced this SA
         self.predecessor: IkeSa | None = None  # the SA this one replaced by a rekey
         self.mobike = False                     # both sides said MOBIKE_SUPPORTED
+        self.peer_hash_algorithms: tuple[int, ...] = ()   # its SIGNATURE_HASH_ALGORITHMS
+        self.peer_certreq: list[bytes] = []     # SPKI SHA-1 hashes it asked for (§3.7)
+        self.peer_certificate = None            # its verified end-entity certificate
 
     # -- driver interface ------------------------------------------------------------------
 
@@ -302,12 +309,36 @@ class IkeSa:
             self.nonce_i = self.random(32)
         payloads = [w.build_sa_payload(self.config.ike_proposals),
                     w.IKEv2_KE(group=group, ke=self.ke.public_value),
-                    w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies()
+                    w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies() \
+            + self._signature_hash_notify()
         if self.cookie is not None:      # §2.6: the COOKIE notify comes first
             payloads.insert(0, w.IKEv2_Notify(type="COOKIE", notify=self.cookie))
         self.state = "INIT_SENT"
         self.next_request_id = 0
         self._request(IKE_SA_INIT, payloads, encrypted=False)
+
+    def _signature_hash_notify(self) -> list:
+        """N(SIGNATURE_HASH_ALGORITHMS) in IKE_SA_INIT when certificates are in play
+        (RFC 7427 §4)."""
+        if not self.config.uses_certificates:
+            return []
+        return [w.IKEv2_Notify(type="SIGNATURE_HASH_ALGORITHMS",
+                               hash_algorithms=list(SIGNATURE_HASHES))]
+
+    def _certreq(self) -> list:
+        """CERTREQ, X.509 signature, with the SHA-1s of our trust anchors' keys (§3.7)."""
+        if not self.config.trust_anchors:
+            return []
+        return [w.IKEv2_CERTREQ(cert_encoding=certs.CERT_ENCODING_X509_SIGNATURE,
+                                cert_authority=certs.certreq_data(self.config.trust_anchors))]
+
+    def _learn_certificate_notifies(self, payloads: list) -> None:
+        """What the peer said in IKE_SA_INIT about signatures and certificates."""
+        for notify in w.find_notifies(payloads, "SIGNATURE_HASH_ALGORITHMS"):
+            self.peer_hash_algorithms = tuple(int(h) for h in (notify.hash_algorithms or []))
+        self.peer_certreq = [h for p in payloads if isinstance(p, w.IKEv2_CERTREQ)
+                             and int(p.cert_encoding) == certs.CERT_ENCODING_X509_SIGNATURE
+                             for h in certs.certreq_hashes(bytes(p.cert_authority or b""))]
 
     def _natd_notifies(self) -> list:
         """NAT_DETECTION_SOURCE_IP / _DESTINATION_IP hashes (§2.23)."""
@@ -440,9 +471,11 @@ class IkeSa:
         self._check_nat(payloads, src, sport)
         self.remote_port = sport
         self.init_request = data
+        self._learn_certificate_notifies(payloads)
         response = [w.build_sa_payload([chosen]),
                     w.IKEv2_KE(group=chosen.ke_group, ke=self.ke.public_value),
-                    w.IKEv2_Nonce(nonce=self.nonce_r)] + self._natd_notifies()
+                    w.IKEv2_Nonce(nonce=self.nonce_r)] + self._natd_notifies() \
+            + self._certreq() + self._signature_hash_notify()
         self.init_response = self._respond(IKE_SA_INIT, message.id, response, encrypted=False)
         self.keys = ikekeys.derive_ike_keys(chosen, self.nonce_i, self.nonce_r, shared,
                                             self.spi_i, self.spi_r)
@@ -490,6 +523,7 @@ class IkeSa:
         self.keys = ikekeys.derive_ike_keys(self.proposal, self.nonce_i, self.nonce_r,
                                             shared, self.spi_i, self.spi_r)
         self._check_nat(payloads, str(self.remote), self.remote_port)
+        self._learn_certificate_notifies(payloads)
         self.init_response = data
         self.pending = None
         if self.nat_detected and self.remote_port == 500:   # §2.23: move to 4500
@@ -513,28 +547,115 @@ class IkeSa:
 
     def _id_payload(self, cls):
         kind, value = self.config.local_id
-        data = ipaddress.ip_address(value).packed if kind in ("ipv4", "ipv6") else \
-            value.encode()
+        if kind in ("ipv4", "ipv6"):
+            data = ipaddress.ip_address(value).packed
+        elif kind == "der_asn1_dn":
+            data = certs.name_der(value)
+        else:
+            data = value.encode()
         return cls(IDtype=ID_TYPE_NUMBERS[kind], ID=data)
 
-    def _auth_payload(self, id_payload, initiator_side: bool):
+    def _signed_octets(self, id_payload, initiator_side: bool) -> bytes:
+        """§2.15: the IKE_SA_INIT message of the side | the other's nonce | its MACedID."""
         prf = self.keys.prf
         message = self.init_request if initiator_side else self.init_response
         peer_nonce = self.nonce_r if initiator_side else self.nonce_i
         sk_p = self.keys.sk_pi if initiator_side else self.keys.sk_pr
-        octets = auth.signed_octets(message, peer_nonce, prf, sk_p, bytes(id_payload)[4:])
-        return w.IKEv2_AUTH(auth_type=2, load=auth.psk_auth(prf, self.config.psk, octets))
+        return auth.signed_octets(message, peer_nonce, prf, sk_p,
+                                  bytes(w.chain_payloads([id_payload]))[4:])
 
-    def _verify_auth(self, id_payload, auth_payload, initiator_side: bool) -> None:
-        prf = self.keys.prf
-        message = self.init_request if initiator_side else self.init_response
-        peer_nonce = self.nonce_r if initiator_side else self.nonce_i
-        sk_p = self.keys.sk_pi if initiator_side else self.keys.sk_pr
-        octets = auth.signed_octets(message, peer_nonce, prf, sk_p,
-                                    bytes(w.chain_payloads([id_payload]))[4:])
-        if auth_payload is None or int(auth_payload.auth_type) != 2:
-            raise AuthenticationFailed("expected AUTH with a shared key MIC (method 2)")
-        auth.verify_psk_auth(prf, self.config.psk, octets, bytes(auth_payload.load))
+    def _cert_payloads(self) -> list:
+        """CERT (X.509 signature, DER) of our certificate and intermediates (§3.6)."""
+        if self.config.auth_method == "psk":
+            return []
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return [w.IKEv2_CERT(cert_encoding=certs.CERT_ENCODING_X509_SIGNATURE,
+                             cert_data=c.public_bytes(Encoding.DER))
+                for c in [self.config.certificate, *self.config.intermediates]]
+
+    def _signature_method(self) -> tuple[auth.AuthMethod, str | None]:
+        """The AUTH method (and RFC 7427 scheme) we sign with."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key, how = self.config.private_key, self.config.auth_method
+        is_ec = isinstance(key, ec.EllipticCurvePrivateKey)
+        if how == "signature":
+            hashes_ok = [h for h in SIGNATURE_HASHES if h in self.peer_hash_algorithms]
+            if hashes_ok:      # RFC 7427 §4: only with a hash the peer announced
+                bits = str(auth.default_scheme(key).hash.digest_size * 8)
+                if not any(_SCHEME_HASH[h] == bits for h in hashes_ok):
+                    bits = _SCHEME_HASH[hashes_ok[0]]
+                name = (f"ecdsa-with-SHA{bits}" if is_ec
+                        else f"sha{bits}WithRSAEncryption")
+                return auth.AuthMethod.DIGITAL_SIGNATURE, name
+            how = "ecdsa" if is_ec else "rsa"   # the peer knows no RFC 7427: fall back
+        if how == "rsa":
+            return auth.AuthMethod.RSA_SIGNATURE, None
+        size = key.curve.key_size
+        return (auth.AuthMethod.ECDSA_SHA256_P256 if size == 256 else
+                auth.AuthMethod.ECDSA_SHA384_P384 if size == 384 else
+                auth.AuthMethod.ECDSA_SHA512_P521), None
+
+    def _auth_payload(self, id_payload, initiator_side: bool):
+        octets = self._signed_octets(id_payload, initiator_side)
+        if self.config.auth_method == "psk":
+            return w.IKEv2_AUTH(auth_type=2, load=auth.psk_auth(self.keys.prf,
+                                                                self.config.psk, octets))
+        method, scheme = self._signature_method()
+        return w.IKEv2_AUTH(auth_type=int(method), load=auth.sign_auth(
+            self.config.private_key, octets, method, scheme))
+
+    def _verify_auth(self, id_payload, auth_payload, initiator_side: bool,
+                     payloads: list | None = None) -> None:
+        octets = self._signed_octets(id_payload, initiator_side)
+        if auth_payload is None:
+            raise AuthenticationFailed("no AUTH payload")
+        method = int(auth_payload.auth_type)
+        if method == 2 and self.config.psk:
+            auth.verify_psk_auth(self.keys.prf, self.config.psk, octets,
+                                 bytes(auth_payload.load))
+            return
+        if method == 2 or not self.config.trust_anchors:
+            expected = "a certificate signature" if self.config.trust_anchors else \
+                "a shared key MIC (method 2)"
+            raise AuthenticationFailed(f"expected AUTH with {expected}, got method {method}")
+        if method not in (1, 9, 10, 11, 14):
+            raise AuthenticationFailed(f"AUTH method {method} is not one we verify")
+        certificate = self._verify_peer_certificate(id_payload, payloads or [])
+        auth.verify_auth(certificate.public_key(), octets, auth.AuthMethod(method),
+                         bytes(auth_payload.load))
+        self.peer_certificate = certificate
+
+    def _verify_peer_certificate(self, id_payload, payloads: list):
+        """The peer's end-entity certificate: chained to a trust anchor, valid at the
+        configured time, naming the peer's ID (RFC 4945 §3.1)."""
+        from cryptography import x509
+
+        found = []
+        for payload in payloads:
+            if not isinstance(payload, w.IKEv2_CERT):
+                continue
+            raw = bytes(w.chain_payloads([payload]))[5:]
+            if int(payload.cert_encoding) != certs.CERT_ENCODING_X509_SIGNATURE:
+                continue
+            try:
+                found.append(x509.load_der_x509_certificate(raw))
+            except ValueError as exc:
+                raise AuthenticationFailed(f"CERT payload is not an X.509 "
+                                           f"certificate: {exc}") from None
+        if not found:
+            raise AuthenticationFailed("signature AUTH without an X.509 CERT payload "
+                                       "(we keep no certificates of peers)")
+        end_entity, intermediates = found[0], found[1:]
+        certs.verify_chain(end_entity, intermediates, self.config.trust_anchors,
+                           self.config.validation_time)
+        kind = ID_NAMES.get(int(id_payload.IDtype), str(id_payload.IDtype))
+        if not certs.id_matches(end_entity, kind, bytes(id_payload.ID)):
+            raise AuthenticationFailed(
+                f"identity {kind}:{_id_text(id_payload)} is not in the certificate of "
+                f"{end_entity.subject.rfc4514_string()}")
+        return end_entity
 
     def _child_proposals(self) -> list[Proposal]:
         self.child_inbound_spi = self.allocate_spi()
@@ -554,7 +675,9 @@ class IkeSa:
 
     def _send_auth(self) -> None:
         id_i = self._id_payload(w.IKEv2_IDi)
-        payloads = [id_i, self._auth_payload(id_i, True)]
+        # IDi, [CERT,] [CERTREQ,] AUTH (§1.2)
+        payloads = [id_i, *self._cert_payloads(), *self._certreq(),
+                    self._auth_payload(id_i, True)]
         if self.config.request:
             attributes = [w.cp_attribute({"ipv6": "INTERNAL_IP6_ADDRESS",
                                           "ipv4": "INTERNAL_IP4_ADDRESS",
@@ -578,18 +701,21 @@ class IkeSa:
             raise RemoteProtocolError("IKE_AUTH request without IDi")
         self.expected_request_id += 1
         peer = (ID_NAMES.get(int(id_i.IDtype), str(id_i.IDtype)), _id_text(id_i))
-        if self.config.remote_id is not None and peer != self.config.remote_id:
+        if self.config.remote_id is not None and not _is_configured(id_i, peer,
+                                                                    self.config.remote_id):
             self._auth_failed(message_id, f"peer identity {peer[0]}:{peer[1]} is not the "
                               f"configured {self.config.remote_id[1]}")
             return
         try:
-            self._verify_auth(id_i, auth_payload, True)
+            self._verify_auth(id_i, auth_payload, True, payloads)
         except AuthenticationFailed as exc:
             self._auth_failed(message_id, exc.reason)
             return
+        if peer[0] == "der_asn1_dn" and self.peer_certificate is not None:
+            peer = (peer[0], self.peer_certificate.subject.rfc4514_string())
         self.peer_id = peer
         id_r = self._id_payload(w.IKEv2_IDr)
-        response = [id_r, self._auth_payload(id_r, False)]
+        response = [id_r, *self._cert_payloads(), self._auth_payload(id_r, False)]
         grants, failure = self._configuration_reply(payloads)
         if grants:
             response.append(w.build_cp_payload("CFG_REPLY", grants))
@@ -976,16 +1102,19 @@ class IkeSa:
             self._fail(f"IKE_AUTH refused: {name}", name if failures else None)
             return
         try:
-            self._verify_auth(id_r, _first(payloads, w.IKEv2_AUTH), False)
+            self._verify_auth(id_r, _first(payloads, w.IKEv2_AUTH), False, payloads)
         except AuthenticationFailed as exc:
             self._fail(exc.reason, "AUTHENTICATION_FAILED")
             return
         self.peer_id = (ID_NAMES.get(int(id_r.IDtype), str(id_r.IDtype)), _id_text(id_r))
         self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
-        if self.config.remote_id is not None and self.peer_id != self.config.remote_id:
+        if self.config.remote_id is not None and not _is_configured(id_r, self.peer_id,
+                                                                    self.config.remote_id):
             self._fail(f"responder identity {self.peer_id[1]} is not the configured "
                        f"{self.config.remote_id[1]}", "AUTHENTICATION_FAILED")
             return
+        if self.peer_id[0] == "der_asn1_dn" and self.peer_certificate is not None:
+            self.peer_id = (self.peer_id[0], self.peer_certificate.subject.rfc4514_string())
         self.state = "ESTABLISHED"
         self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
                                              self.peer_id, self.nat_detected))
@@ -1070,7 +1199,20 @@ def _id_text(id_payload) -> str:
     data = bytes(id_payload.ID)
     if int(id_payload.IDtype) in (1, 5):
         return str(ipaddress.ip_address(data))
+    if int(id_payload.IDtype) == ID_TYPE_NUMBERS["der_asn1_dn"]:
+        return data.hex()     # a DER Name; shown by its certificate's subject once verified
     return data.decode(errors="replace")
+
+
+def _is_configured(id_payload, peer: tuple[str, str], configured: tuple[str, str]) -> bool:
+    """Is the peer's ID the one configured? DNs compare as DER."""
+    if configured[0] == "der_asn1_dn":
+        try:
+            return peer[0] == "der_asn1_dn" and \
+                certs.name_der(configured[1]) == bytes(id_payload.ID)
+        except ValueError:
+            return False
+    return peer == configured
 
 
 def _ts(selector: Any) -> TrafficSelector:

@@ -33,6 +33,19 @@ What it does, and what it leaves out:
   side of this driver updates ``local_port``/``remote_port`` (and the peer's address)
   from each request it hands to the engine (see ``_follow_peer``).
 
+* **Staying alive.** By default :meth:`UdpDriver.initiate` returns once the SA is up.
+  With ``stay``/``until_deleted``/``schedule`` (the CLI's ``--stay S``,
+  ``--until-deleted``, ``--rekey-child-after S``, ``--rekey-ike-after S``,
+  ``--delete-child-after S``, ``--liveness-after S``, ``--delete-after S``) the driver
+  keeps serving (:meth:`UdpDriver.serve`): it answers the peer's CREATE_CHILD_SA (child
+  and IKE rekeys) and INFORMATIONAL (deletes, liveness) requests, starts its own at the
+  given times, and sends NAT keepalives when it is itself behind a NAT. After an
+  :class:`~mip6lab.ikev2.sa.IkeSaRekeyed` the new engine is registered under its SPIs and
+  the :class:`SaResult` follows it (``result.sa`` is always the current IKE SA); the old
+  engine stays registered to finish its DELETE. ``on_event`` sees every event as it
+  happens (the CLI's ``--json --events`` prints them as JSON lines, :func:`event_dict`);
+  key material only appears with ``--show-keys`` (``"secret": true``).
+
 Authentication is by pre-shared key only (the engine has no certificates yet).
 """
 
@@ -142,7 +155,8 @@ class SaResult:
         sa = self.sa
         ike = next((e for e in self.events if isinstance(e, IkeSaEstablished)), None)
         failure = self.failure
-        live = set(sa.children)
+        # the engine keeps its children after the IKE SA went: they went with it (§1.4.1)
+        live = set(sa.children) if sa.state != "CLOSED" else set()
         rekeyed = {e.old_inbound_spi for e in self.events if isinstance(e, ChildSaRekeyed)}
         return {
             "established": self.established,
@@ -298,8 +312,8 @@ class UdpDriver:
 
     # -- I/O -------------------------------------------------------------------------------
 
-    def _register(self, sa: IkeSa, result: SaResult) -> None:
-        self.engines[sa.spi_i] = (sa, result)
+    def _register(self, sa: IkeSa, result: SaResult, spi_i: bytes | None = None) -> None:
+        self.engines[spi_i or sa.spi_i] = (sa, result)
 
     def _flush(self, sa: IkeSa, result: SaResult) -> None:
         for d in sa.datagrams_to_send():
@@ -380,7 +394,7 @@ class UdpDriver:
                    now_us(), port, sport)
         result = SaResult(sa)
         self.sas[data[:8]] = result
-        self._register(sa, result)
+        self._register(sa, result, data[:8])     # the engine learns SPIi from the request
         return result
 
     def _timeout(self) -> float | None:
