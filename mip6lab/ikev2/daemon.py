@@ -194,6 +194,9 @@ class IkeDaemon:
         elif isinstance(event, IkeSaFailed):
             self.failures.append(event)
             self._announce(sa, f"IKE SA failed: {event.reason}", notify=event.notify)
+            if sa.state == "CLOSED" and sa.replaced_by is None:
+                self._remove_child(sa)     # e.g. the initiator refused our AUTH afterwards
+                self._release(sa)
         elif isinstance(event, IkeSaMoved):
             self._migrate(sa, event)
         elif isinstance(event, IkeSaRekeyed):

@@ -285,15 +285,15 @@ class IkeSa:
 
     def _build(self, exchange: int, payloads: list, message_id: int, *, response: bool,
                encrypted: bool) -> bytes:
-        message = w.build_message(exchange, [] if encrypted else payloads,
-                                  init_spi=self.spi_i, resp_spi=self.spi_r,
-                                  message_id=message_id, initiator=self.initiator,
-                                  response=response)
+        message = w.build_message_bytes(exchange, [] if encrypted else payloads,
+                                        init_spi=self.spi_i, resp_spi=self.spi_r,
+                                        message_id=message_id, initiator=self.initiator,
+                                        response=response)
         if not encrypted:
-            return bytes(message)
+            return message
         first, inner = w.build_inner_payloads(payloads)
         cipher = self.keys.cipher(from_initiator=self.initiator)
-        return encrypt_message(cipher, bytes(message)[:28], first, inner,
+        return encrypt_message(cipher, message[:28], first, inner,
                                self.random(cipher.iv_size))
 
     # -- starting --------------------------------------------------------------------------
@@ -562,7 +562,7 @@ class IkeSa:
         peer_nonce = self.nonce_r if initiator_side else self.nonce_i
         sk_p = self.keys.sk_pi if initiator_side else self.keys.sk_pr
         return auth.signed_octets(message, peer_nonce, prf, sk_p,
-                                  bytes(w.chain_payloads([id_payload]))[4:])
+                                  w.chain_bytes([id_payload])[4:])
 
     def _cert_payloads(self) -> list:
         """CERT (X.509 signature, DER) of our certificate and intermediates (§3.6)."""
@@ -636,7 +636,7 @@ class IkeSa:
         for payload in payloads:
             if not isinstance(payload, w.IKEv2_CERT):
                 continue
-            raw = bytes(w.chain_payloads([payload]))[5:]
+            raw = w.chain_bytes([payload])[5:]
             if int(payload.cert_encoding) != certs.CERT_ENCODING_X509_SIGNATURE:
                 continue
             try:
@@ -1058,6 +1058,16 @@ class IkeSa:
     def _informational_request(self, message_id: int, payloads: list) -> None:
         self.expected_request_id += 1
         answer = []
+        if w.find_notifies(payloads, "AUTHENTICATION_FAILED"):   # §2.21.2: we were refused
+            self._respond(INFORMATIONAL, message_id, [], encrypted=True)
+            for child in list(self.children.values()):
+                self._events.append(ChildSaDeleted(child.inbound_spi, child.outbound_spi,
+                                                   True))
+            self.children.clear()
+            self.child = None
+            self._fail("the initiator did not accept our authentication",
+                       "AUTHENTICATION_FAILED")
+            return
         if self.mobike and w.find_notifies(payloads, "UPDATE_SA_ADDRESSES"):
             old_remote = str(self.remote)
             if self._arrived_on == 4500:   # RFC 4555 §3.3: the SA lives on 4500 now
@@ -1104,14 +1114,14 @@ class IkeSa:
         try:
             self._verify_auth(id_r, _first(payloads, w.IKEv2_AUTH), False, payloads)
         except AuthenticationFailed as exc:
-            self._fail(exc.reason, "AUTHENTICATION_FAILED")
+            self._reject_responder(exc.reason)
             return
         self.peer_id = (ID_NAMES.get(int(id_r.IDtype), str(id_r.IDtype)), _id_text(id_r))
         self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
         if self.config.remote_id is not None and not _is_configured(id_r, self.peer_id,
                                                                     self.config.remote_id):
-            self._fail(f"responder identity {self.peer_id[1]} is not the configured "
-                       f"{self.config.remote_id[1]}", "AUTHENTICATION_FAILED")
+            self._reject_responder(f"responder identity {self.peer_id[1]} is not the "
+                                   f"configured {self.config.remote_id[1]}")
             return
         if self.peer_id[0] == "der_asn1_dn" and self.peer_certificate is not None:
             self.peer_id = (self.peer_id[0], self.peer_certificate.subject.rfc4514_string())
@@ -1140,6 +1150,16 @@ class IkeSa:
         self._install_child(chosen[0], int.from_bytes(chosen[0].spi, "big"),
                             "transport" if transport else "tunnel", tsi, tsr)
         self._events.append(self.child)
+
+    def _reject_responder(self, reason: str) -> None:
+        """The responder did not authenticate to us. It thinks the IKE SA is up: tell it
+        with an INFORMATIONAL AUTHENTICATION_FAILED (RFC 7296 §2.21.2), so that neither
+        side keeps an SA; sent once, not waited for."""
+        message_id = self.next_request_id
+        self.next_request_id += 1
+        self._emit(self._build(INFORMATIONAL, [w.IKEv2_Notify(type="AUTHENTICATION_FAILED")],
+                               message_id, response=False, encrypted=True))
+        self._fail(reason, "AUTHENTICATION_FAILED")
 
     def _fail(self, reason: str, notify: str | None = None) -> None:
         self.pending = None

@@ -1506,7 +1506,38 @@ def build_inner_payloads(payloads: Sequence[Packet]) -> tuple[int, bytes]:
     """(first payload type, bytes) of a chain to encrypt into an SK payload."""
     if not payloads:
         return PayloadType.NONE, b""
-    return payload_type_of(payloads[0]), bytes(chain_payloads(payloads))
+    return payload_type_of(payloads[0]), chain_bytes(payloads)
+
+
+def chain_bytes(payloads: Sequence[Packet]) -> bytes:
+    """The bytes of ``payloads`` chained: what ``bytes(chain_payloads(...))`` gives,
+    built one payload at a time (scapy's ``/`` copies the whole chain at every step,
+    which made building the larger IKE messages cost milliseconds). A Next Payload left
+    unset is filled from the following payload's type; one that was set is kept."""
+    parts = []
+    for index, payload in enumerate(payloads):
+        alone = _alone(payload)
+        if alone.next_payload is None:     # fill it for this build only: the caller's
+            alone.next_payload = payload_type_of(payloads[index + 1]) \
+                if index + 1 < len(payloads) else PayloadType.NONE   # packet stays as given
+            parts.append(bytes(alone))
+            alone.next_payload = None
+        else:
+            parts.append(bytes(alone))
+    return b"".join(parts)
+
+
+def build_message_bytes(exchange: int | str, payloads: Sequence[Packet], *, init_spi: bytes,
+                        resp_spi: bytes = bytes(8), message_id: int = 0,
+                        initiator: bool = True, response: bool = False) -> bytes:
+    """``bytes(build_message(...))``, built without chaining scapy layers (see
+    :func:`chain_bytes`)."""
+    body = chain_bytes(payloads) if payloads else b""
+    header = build_message(exchange, [], init_spi=init_spi, resp_spi=resp_spi,
+                           message_id=message_id, initiator=initiator, response=response)
+    header.next_payload = payload_type_of(payloads[0]) if payloads else PayloadType.NONE
+    header.length = 28 + len(body)
+    return bytes(header) + body
 
 
 def wrap_udp(message: bytes, port: int) -> bytes:

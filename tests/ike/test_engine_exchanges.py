@@ -168,3 +168,21 @@ def test_only_the_initiator_of_a_mobike_sa_may_move_it(pair):
     q.pump()
     with pytest.raises(ValueError):
         q.i.update_addresses("2001:db8:3::10")
+
+
+def test_when_the_initiator_refuses_the_responder_neither_side_keeps_an_sa():
+    """RFC 7296 §2.21.2: the responder had installed its child SA; the initiator's
+    INFORMATIONAL AUTHENTICATION_FAILED makes it drop the SA and the child again."""
+    from mip6lab.ikev2.sa import IkeSaFailed
+
+    p = Pair()
+    p.i.config.remote_id = ("fqdn", "other-ha.mip6lab.example")
+    p.i.initiate(0)
+    p.pump()
+    assert p.i.state == p.r.state == "CLOSED"
+    assert [e.notify for e in p.of("i", IkeSaFailed)] == ["AUTHENTICATION_FAILED"]
+    assert [e.notify for e in p.of("r", IkeSaFailed)] == ["AUTHENTICATION_FAILED"]
+    established = p.of("r", ChildSaEstablished)
+    deleted = p.of("r", ChildSaDeleted)
+    assert [c.inbound_spi for c in established] == [d.inbound_spi for d in deleted]
+    assert not p.r.children and not p.i.children
