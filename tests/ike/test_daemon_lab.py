@@ -331,3 +331,30 @@ def test_mobike_moves_the_ike_sa_and_the_child_sas_through_migrate():
     assert [str(sa.dst) for sa in ha_out] == [new_coa]
     # traffic resumed after the move; only what was sent before the MOBIKE update was lost
     assert client.answers[-3:] == [8, 9, 10] and len(client.answers) >= 8
+
+
+def test_tshark_decrypts_ike_auth_and_shows_idi_auth_cp_sa_and_ts(tmp_path):
+    """Issue 4 item 9: with our ikev2_decryption_table tshark opens IKE_AUTH."""
+    require_tool("tshark")
+    lab = ike_lab()
+    lab.run(until=1)
+    pcap = tmp_path / "ike.pcapng"
+    lab.trace.write_pcapng(pcap)
+    write_ikev2_decryption_table(tmp_path / "keys", lab.mnd.sas.values())
+    fields = ["isakmp.exchangetype", "isakmp.id.data.user_fqdn", "isakmp.id.data.fqdn",
+              "isakmp.auth.method", "isakmp.cfg.type", "isakmp.cfg.attr.type",
+              "isakmp.tf.id.encr", "isakmp.ts.start_ipv6"]
+    rows = tshark_fields(pcap, fields, "isakmp.exchangetype == 35",
+                         keys_dir=tmp_path / "keys")
+    assert len(rows) == 2
+    request, response = rows
+    assert request["isakmp.id.data.user_fqdn"] == [MN_ID]        # IDi, RFC822
+    assert response["isakmp.id.data.fqdn"] == [HA_ID]            # IDr
+    assert request["isakmp.auth.method"] == response["isakmp.auth.method"] == ["2"]
+    assert request["isakmp.cfg.type"] == ["1"] and response["isakmp.cfg.type"] == ["2"]
+    assert "8" in response["isakmp.cfg.attr.type"]               # INTERNAL_IP6_ADDRESS
+    assert request["isakmp.tf.id.encr"] == ["20"]                # ESP AES-GCM-16 in SAi2
+    assert HOA in response["isakmp.ts.start_ipv6"]               # TSi narrowed to the HoA
+    # without the key table the same messages are opaque
+    assert tshark_fields(pcap, ["isakmp.id.data.user_fqdn"], "isakmp.exchangetype == 35"
+                         ) == [{"isakmp.id.data.user_fqdn": []}] * 2
