@@ -358,3 +358,33 @@ def test_tshark_decrypts_ike_auth_and_shows_idi_auth_cp_sa_and_ts(tmp_path):
     # without the key table the same messages are opaque
     assert tshark_fields(pcap, ["isakmp.id.data.user_fqdn"], "isakmp.exchangetype == 35"
                          ) == [{"isakmp.id.data.user_fqdn": []}] * 2
+
+
+def test_a_packet_that_needs_an_sa_starts_the_negotiation_through_acquire():
+    """Issue 4 item 6: an SPD entry without SA makes the kernel ACQUIRE; iked answers
+    by negotiating, and the traffic that follows is protected."""
+    from mip6lab.ipsec import IPsecTemplate, KeyMessage, SecurityPolicy, Selectors
+
+    def build(lab):
+        lab.add_link("lan")
+        mn, ha = lab.add_host("mn"), lab.add_host("ha")
+        lab.connect(mn, "lan", addresses=[f"{MN}/64"])
+        lab.connect(ha, "lan", addresses=[f"{HA}/64"])
+        lab.mnd = IkeDaemon(mn, IkeConfig.make(MN_ID, PSK, HA_ID, mode="transport"))
+        lab.had = IkeDaemon(ha, IkeConfig.make(HA_ID, PSK, MN_ID, mode="transport"))
+        # an administrator's policy: UDP to the HA must be protected, no SA exists yet
+        mn.ipsec.engine.open("admin").send(KeyMessage("SPDADD", policy=SecurityPolicy(
+            Selectors.make(local=MN, remote=HA, protocol="udp", remote_port=7), "protect",
+            IPsecTemplate("transport", reqid=1))))
+        UdpEchoServer(ha, 7)
+        lab.client = UdpClient(mn, HA, 7, count=4, start=0.5, sport=5000)
+
+    lab = Lab(seed=9, build=build)
+    lab.run(until=5)
+    acquire = lab.events.filter(node="mn", kind="seam",
+                                where=lambda e: e.data.get("message") == "ACQUIRE")
+    assert acquire and acquire[0].data["receivers"] == ["iked"]
+    assert lab.mnd.established and lab.mnd.established[0].child.mode == "transport"
+    assert lab.client.answers[0] > 1           # the first datagram died waiting for the SA
+    assert lab.client.answers[-2:] == [3, 4]   # the later ones went through the new SA
+    assert lab.nodes["mn"].ipsec.stats["protected"] >= 2
