@@ -173,7 +173,7 @@ def seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes = 
     if gcm is not None:  # the 64-bit sequence number is GCM's unique IV (RFC 4106 §3)
         iv = seq.to_bytes(8, "big")
         header = sa.spi_bytes + iv[4:]
-        return b"".join((header, iv, gcm[0](gcm[2] + iv, plaintext, header)))
+        return header + iv + gcm[0](gcm[2] + iv, plaintext, header)
     if cipher.spec.iv_size == 8:
         iv = seq.to_bytes(8, "big")
     header = sa.spi_bytes + (seq & MASK32).to_bytes(4, "big")
@@ -339,7 +339,8 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
             raise EspError(exc.reason, exc.kind) from None
     try:
         if gcm is not None:
-            plaintext = gcm[1](gcm[2] + esp[8:16], memoryview(esp)[16:], esp[:8])
+            # a plain slice: cheaper than a memoryview at these sizes (measured)
+            plaintext = gcm[1](gcm[2] + esp[8:16], esp[16:], esp[:8])
         else:
             esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
             plaintext = cipher.open(esp[:ESP_HEADER], esn_high, esp[ESP_HEADER:])
