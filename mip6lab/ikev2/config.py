@@ -67,6 +67,9 @@ class IkeConfig:
     retransmit_tries: int = 5               # then give up
     nat_keepalive: float = 20.0
     mobike: bool = True                     # offer MOBIKE_SUPPORTED (RFC 4555), as charon does
+    # payloads that are the same in every SA of this configuration, built once (the
+    # engine's memo; see IkeSa._memo)
+    wire_cache: dict = field(default_factory=dict, repr=False, compare=False)
     # certificates (RFC 7296 §3.6-3.8, RFC 7427): our certificate and its private key, the
     # CA certificates a peer's certificate must chain to, how we sign ("psk" for a shared
     # key; "signature" = RFC 7427 method 14, the default with a certificate; "rsa" =

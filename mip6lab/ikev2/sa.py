@@ -296,6 +296,40 @@ class IkeSa:
         return encrypt_message(cipher, message[:28], first, inner,
                                self.random(cipher.iv_size))
 
+    # -- payloads built once -----------------------------------------------------------
+
+    def _memo(self, key: tuple, build: Callable[[], Any]) -> w.BuiltPayload:
+        """A payload that depends only on ``key``: built by scapy the first time, then
+        reused as bytes (building an IKE_AUTH costs about a millisecond otherwise)."""
+        cache = self.config.wire_cache
+        built = cache.get(key)
+        if built is None:
+            payload = build()
+            built = cache[key] = w.BuiltPayload(w.payload_type_of(payload),
+                                                w.chain_bytes([payload]))
+        return built
+
+    def _notify(self, name: str) -> w.BuiltPayload:
+        return self._memo(("N", name), lambda: w.IKEv2_Notify(type=name))
+
+    def _sa_payload(self, proposals: list[Proposal], spi: bytes) -> w.BuiltPayload:
+        """An SA payload for ``proposals``, each with ``spi``: a template built once with
+        zero SPIs, the SPI written into each proposal substructure (§3.3.1: the SPI
+        follows the 8-octet proposal header)."""
+        template = self._memo(("SA", tuple(proposals), len(spi)), lambda: w.build_sa_payload(
+            [p.with_(spi=bytes(len(spi))) for p in proposals]))
+        data = bytearray(template.data)
+        offset = 4                                   # after the SA payload header
+        while offset + 8 <= len(data):
+            length = int.from_bytes(data[offset + 2:offset + 4], "big")
+            data[offset + 8:offset + 8 + len(spi)] = spi
+            offset += length
+        return w.BuiltPayload(template.payload_type, bytes(data))
+
+    def _ts_payload(self, initiator: bool, selectors: list[TrafficSelector]) -> w.BuiltPayload:
+        return self._memo(("TS", initiator, tuple(selectors)), lambda: w.build_ts_payload(
+            initiator, [_wire_ts(t) for t in selectors]))
+
     # -- starting --------------------------------------------------------------------------
 
     def initiate(self, now_us: int = 0, group: int | None = None) -> None:
@@ -307,7 +341,8 @@ class IkeSa:
         if self.ke is None or self.ke.group != group:   # a COOKIE retry keeps KE and Ni
             self.ke = generate_key_exchange(group, self.random)
             self.nonce_i = self.random(32)
-        payloads = [w.build_sa_payload(self.config.ike_proposals),
+        payloads = [self._memo(("SA-IKE",), lambda: w.build_sa_payload(
+                        self.config.ike_proposals)),
                     w.IKEv2_KE(group=group, ke=self.ke.public_value),
                     w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies() \
             + self._signature_hash_notify()
@@ -472,7 +507,7 @@ class IkeSa:
         self.remote_port = sport
         self.init_request = data
         self._learn_certificate_notifies(payloads)
-        response = [w.build_sa_payload([chosen]),
+        response = [self._memo(("SA-IKE", chosen), lambda: w.build_sa_payload([chosen])),
                     w.IKEv2_KE(group=chosen.ke_group, ke=self.ke.public_value),
                     w.IKEv2_Nonce(nonce=self.nonce_r)] + self._natd_notifies() \
             + self._certreq() + self._signature_hash_notify()
@@ -657,10 +692,9 @@ class IkeSa:
                 f"{end_entity.subject.rfc4514_string()}")
         return end_entity
 
-    def _child_proposals(self) -> list[Proposal]:
+    def _child_spi(self) -> bytes:
         self.child_inbound_spi = self.allocate_spi()
-        spi = self.child_inbound_spi.to_bytes(4, "big")
-        return [p.with_(spi=spi) for p in self.config.esp_proposals]
+        return self.child_inbound_spi.to_bytes(4, "big")
 
     def _own_ts(self) -> list[TrafficSelector]:
         if self.config.local_ts:
@@ -674,23 +708,25 @@ class IkeSa:
         return list(self.config.remote_ts) or [TrafficSelector.from_network(str(self.remote))]
 
     def _send_auth(self) -> None:
-        id_i = self._id_payload(w.IKEv2_IDi)
+        id_i = self._memo(("IDi", self.config.local_id),
+                          lambda: self._id_payload(w.IKEv2_IDi))
         # IDi, [CERT,] [CERTREQ,] AUTH (§1.2)
         payloads = [id_i, *self._cert_payloads(), *self._certreq(),
                     self._auth_payload(id_i, True)]
         if self.config.request:
-            attributes = [w.cp_attribute({"ipv6": "INTERNAL_IP6_ADDRESS",
-                                          "ipv4": "INTERNAL_IP4_ADDRESS",
-                                          "home-prefix": "MIP6_HOME_PREFIX"}[r])
-                          for r in self.config.request]
-            payloads.append(w.build_cp_payload("CFG_REQUEST", attributes))
-        payloads += [w.build_sa_payload(self._child_proposals()),
-                     w.build_ts_payload(True, [_wire_ts(t) for t in self._own_ts()]),
-                     w.build_ts_payload(False, [_wire_ts(t) for t in self._peer_ts()])]
+            payloads.append(self._memo(("CP", self.config.request), lambda: w.build_cp_payload(
+                "CFG_REQUEST", [w.cp_attribute({"ipv6": "INTERNAL_IP6_ADDRESS",
+                                                "ipv4": "INTERNAL_IP4_ADDRESS",
+                                                "home-prefix": "MIP6_HOME_PREFIX"}[r])
+                                for r in self.config.request])))
+        spi = self._child_spi()
+        payloads += [self._sa_payload(self.config.esp_proposals, spi),
+                     self._ts_payload(True, self._own_ts()),
+                     self._ts_payload(False, self._peer_ts())]
         if self.config.mode == "transport":
-            payloads.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+            payloads.append(self._notify("USE_TRANSPORT_MODE"))
         if self.config.mobike:
-            payloads.append(w.IKEv2_Notify(type="MOBIKE_SUPPORTED"))
+            payloads.append(self._notify("MOBIKE_SUPPORTED"))
         self.state = "AUTH_SENT"
         self._request(IKE_AUTH, payloads, encrypted=True)
 
@@ -714,7 +750,8 @@ class IkeSa:
         if peer[0] == "der_asn1_dn" and self.peer_certificate is not None:
             peer = (peer[0], self.peer_certificate.subject.rfc4514_string())
         self.peer_id = peer
-        id_r = self._id_payload(w.IKEv2_IDr)
+        id_r = self._memo(("IDr", self.config.local_id),
+                          lambda: self._id_payload(w.IKEv2_IDr))
         response = [id_r, *self._cert_payloads(), self._auth_payload(id_r, False)]
         grants, failure = self._configuration_reply(payloads)
         if grants:
@@ -723,7 +760,7 @@ class IkeSa:
         response += child
         self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
         if self.mobike:
-            response.append(w.IKEv2_Notify(type="MOBIKE_SUPPORTED"))
+            response.append(self._notify("MOBIKE_SUPPORTED"))
         self._respond(IKE_AUTH, message_id, response, encrypted=True)
         self.state = "ESTABLISHED"
         self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
@@ -798,11 +835,10 @@ class IkeSa:
         chosen_out = chosen.with_(spi=self.child_inbound_spi.to_bytes(4, "big"))
         self._install_child(chosen, int.from_bytes(chosen.spi, "big"), mode,
                             narrowed_r, narrowed_i)
-        reply = [w.build_sa_payload([chosen_out]),
-                 w.build_ts_payload(True, [_wire_ts(t) for t in narrowed_i]),
-                 w.build_ts_payload(False, [_wire_ts(t) for t in narrowed_r])]
+        reply = [self._sa_payload([chosen], chosen_out.spi),
+                 self._ts_payload(True, narrowed_i), self._ts_payload(False, narrowed_r)]
         if mode == "transport":
-            reply.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+            reply.append(self._notify("USE_TRANSPORT_MODE"))
         return reply
 
     def _install_child(self, proposal: Proposal, peer_spi: int, mode: str,

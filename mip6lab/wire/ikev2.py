@@ -67,7 +67,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Literal, Union
+from typing import Any, Literal, NamedTuple, Union
 
 import scapy.contrib.ikev2 as _scapy_ikev2
 from scapy.config import conf
@@ -1053,6 +1053,8 @@ def payload_class(payload_type: int) -> type[Packet]:
 def payload_type_of(payload: Packet | type[Packet]) -> int:
     """The payload type number of a payload class (or of a payload built from one);
     2 and 3 for the SA payload's Proposal and Transform substructures."""
+    if isinstance(payload, BuiltPayload):
+        return payload.payload_type
     cls = payload if isinstance(payload, type) else type(payload)
     for fval, bound in _IKEv2_Packet.payload_guess + cls.payload_guess:
         if bound is cls and set(fval) == {"next_payload"}:
@@ -1509,13 +1511,27 @@ def build_inner_payloads(payloads: Sequence[Packet]) -> tuple[int, bytes]:
     return payload_type_of(payloads[0]), chain_bytes(payloads)
 
 
-def chain_bytes(payloads: Sequence[Packet]) -> bytes:
+class BuiltPayload(NamedTuple):
+    """A payload built (by scapy) once and kept as bytes: its type and its bytes, whose
+    Next Payload octet :func:`chain_bytes` sets for the place it is used in. The IKE
+    engine keeps the payloads that do not change between SAs this way."""
+
+    payload_type: int
+    data: bytes
+
+
+def chain_bytes(payloads: Sequence[Packet | BuiltPayload]) -> bytes:
     """The bytes of ``payloads`` chained: what ``bytes(chain_payloads(...))`` gives,
     built one payload at a time (scapy's ``/`` copies the whole chain at every step,
     which made building the larger IKE messages cost milliseconds). A Next Payload left
     unset is filled from the following payload's type; one that was set is kept."""
     parts = []
     for index, payload in enumerate(payloads):
+        if isinstance(payload, BuiltPayload):   # Next Payload is its first octet (§3.2)
+            following = payload_type_of(payloads[index + 1]) \
+                if index + 1 < len(payloads) else PayloadType.NONE
+            parts.append(bytes((following,)) + payload.data[1:])
+            continue
         alone = _alone(payload)
         if alone.next_payload is None:     # fill it for this build only: the caller's
             alone.next_payload = payload_type_of(payloads[index + 1]) \
