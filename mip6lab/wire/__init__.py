@@ -10,3 +10,5 @@ the course needs, as scapy ``Packet`` classes bound with ``bind_layers`` so that
     traffic selectors with the Mobility Header type in the port fields, transforms that
     always carry their Key Length attribute, and a strict length validator.
 """
+
+from mip6lab.wire import mip6 as mip6  # noqa: E402,F401 - registers the DSMIP6 options and BU F flag
