@@ -66,6 +66,7 @@ from scapy.layers.inet6 import (
     mhtypes,
 )
 from scapy.packet import Packet, bind_layers
+from scapy.utils import checksum
 
 from mip6lab.errors import LocalProtocolError, MalformedPacket
 
@@ -251,15 +252,6 @@ _FRAGMENT = 44
 _HAO_TYPE = 0xC9
 
 
-def _ones_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 def _to_bytes(packet: bytes | Packet) -> bytes:
     if isinstance(packet, Packet):
         if not isinstance(packet, IPv6):
@@ -327,9 +319,11 @@ def _locate_mh(data: bytes) -> tuple[bytes, bytes, int, int]:
     return hoa or src, final_dst or dst, off, mh_len
 
 
-def _pseudo_sum(src: bytes, dst: bytes, mh: bytes) -> int:
+def _pseudo_checksum(src: bytes, dst: bytes, mh: bytes) -> int:
+    """The Internet checksum (scapy's, as the rest of the stack uses) over the IPv6
+    pseudo-header for the MH and the MH itself."""
     pseudo = src + dst + struct.pack("!I", len(mh)) + b"\x00\x00\x00" + bytes([MH_PROTO])
-    return _ones_sum(pseudo + mh)
+    return checksum(pseudo + mh)
 
 
 def mh_checksum(packet: bytes | Packet) -> int:
@@ -344,14 +338,14 @@ def mh_checksum(packet: bytes | Packet) -> int:
     data = _to_bytes(packet)
     src, dst, off, mh_len = _locate_mh(data)
     mh = data[off : off + 4] + b"\x00\x00" + data[off + 6 : off + mh_len]
-    return (~_pseudo_sum(src, dst, mh)) & 0xFFFF
+    return _pseudo_checksum(src, dst, mh)
 
 
 def verify_mh_checksum(packet: bytes | Packet) -> bool:
     """True when the Mobility Header's checksum field is correct."""
     data = _to_bytes(packet)
     src, dst, off, mh_len = _locate_mh(data)
-    return _pseudo_sum(src, dst, data[off : off + mh_len]) == 0xFFFF
+    return _pseudo_checksum(src, dst, data[off : off + mh_len]) == 0
 
 
 def _with_checksum(pkt: IPv6) -> IPv6:
