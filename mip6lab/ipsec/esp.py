@@ -39,7 +39,7 @@ from ..crypto.esp_suites import IntegrityError
 from ..errors import MalformedPacket, RemoteProtocolError
 from .replay import MASK32, ReplayError
 from .sad import SecurityAssociation, SecurityAssociationDatabase
-from .selectors import packet_selectors
+from .selectors import HAO_OPTION, extension_length, find_option, packet_selectors
 
 IPPROTO_IPIP = 4
 IPPROTO_TCP = 6
@@ -55,7 +55,6 @@ IPV6_HEADER = 40
 ESP_HEADER = 8
 UDP_HEADER = 8
 NAT_T_PORT = 4500
-HAO_OPTION = 0xC9
 _EXTENSIONS = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS))
 
 
@@ -92,39 +91,16 @@ def ipv6_esp_offset(packet: bytes) -> tuple[int, int]:
     nh_field, nh, offset = 6, packet[6], IPV6_HEADER
     insert_at, insert_field = offset, nh_field
     while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS):
-        length = _extension_length(packet, offset, nh)
+        length = extension_length(packet, offset, nh)
         following = packet[offset]
+        hao = find_option(packet[offset + 2:offset + length], HAO_OPTION)
         before_esp = (nh != IPPROTO_DSTOPTS or following in (IPPROTO_ROUTING, IPPROTO_FRAGMENT)
-                      or _has_hao(packet[offset + 2:offset + length]))
+                      or hao is not None)
         nh_field, nh = offset, following
         offset += length
         if before_esp:
             insert_at, insert_field = offset, nh_field
     return insert_at, insert_field
-
-
-def _extension_length(packet: bytes, offset: int, nh: int) -> int:
-    if offset + 2 > len(packet):
-        raise MalformedPacket("IPv6 extension header truncated")
-    length = 8 if nh == IPPROTO_FRAGMENT else (packet[offset + 1] + 1) * 8
-    if offset + length > len(packet):
-        raise MalformedPacket("IPv6 extension header truncated")
-    return length
-
-
-def _has_hao(options: bytes) -> bool:
-    i = 0
-    while i < len(options):
-        kind = options[i]
-        if kind == 0:          # Pad1
-            i += 1
-            continue
-        if i + 1 >= len(options):
-            return False
-        if kind == HAO_OPTION:
-            return True
-        i += 2 + options[i + 1]
-    return False
 
 
 # -- outbound ----------------------------------------------------------------------------
@@ -260,7 +236,7 @@ def locate_esp(packet: bytes) -> tuple[int, int, bool]:
             raise MalformedPacket("IPv6 header truncated")
         offset, nh_field, nh = IPV6_HEADER, 6, packet[6]
         while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS):
-            length = _extension_length(packet, offset, nh)
+            length = extension_length(packet, offset, nh)
             nh_field, nh = offset, packet[offset]
             offset += length
     elif version == 4:

@@ -74,11 +74,7 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
     later_fragment = False
     nh, offset = packet[6], 40
     while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS):
-        if offset + 2 > len(packet):
-            raise MalformedPacket("IPv6 extension header truncated")
-        length = 8 if nh == IPPROTO_FRAGMENT else (packet[offset + 1] + 1) * 8
-        if offset + length > len(packet):
-            raise MalformedPacket("IPv6 extension header truncated")
+        length = extension_length(packet, offset, nh)
         if nh == IPPROTO_DSTOPTS:
             home_src = _home_address_option(packet[offset + 2:offset + length]) or home_src
         elif nh == IPPROTO_ROUTING and packet[offset + 2] == ROUTING_TYPE_2 and length >= 24:
@@ -92,22 +88,42 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
                   opaque=later_fragment)
 
 
-def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
+def extension_length(packet: bytes, offset: int, nh: int) -> int:
+    """Length of the IPv6 extension header of type ``nh`` at ``offset`` (RFC 8200 §4:
+    8 octets for a Fragment header, else (Hdr Ext Len + 1) * 8); MalformedPacket if the
+    packet ends before it does."""
+    if offset + 2 > len(packet):
+        raise MalformedPacket("IPv6 extension header truncated")
+    length = 8 if nh == IPPROTO_FRAGMENT else (packet[offset + 1] + 1) * 8
+    if offset + length > len(packet):
+        raise MalformedPacket("IPv6 extension header truncated")
+    return length
+
+
+def find_option(options: bytes, kind: int) -> tuple[int, int] | None:
+    """(offset, data length) of the first TLV option ``kind`` in an options area (RFC 8200
+    §4.2; Pad1 has no length octet), or None; a truncated option ends the search."""
     i = 0
     while i < len(options):
-        kind = options[i]
-        if kind == 0:
+        if options[i] == 0:    # Pad1
             i += 1
             continue
         if i + 1 >= len(options):
-            break
-        size = options[i + 1]
-        if kind == HAO_OPTION:
-            if size != 16 or i + 18 > len(options):
-                raise MalformedPacket("Home Address option with a wrong length")
-            return ipaddress.IPv6Address(options[i + 2:i + 18])
-        i += 2 + size
+            return None
+        if options[i] == kind:
+            return i, options[i + 1]
+        i += 2 + options[i + 1]
     return None
+
+
+def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
+    found = find_option(options, HAO_OPTION)
+    if found is None:
+        return None
+    i, size = found
+    if size != 16 or i + 18 > len(options):
+        raise MalformedPacket("Home Address option with a wrong length")
+    return ipaddress.IPv6Address(options[i + 2:i + 18])
 
 
 def _upper(packet: bytes, offset: int, protocol: int, src: IPAddress, dst: IPAddress,
