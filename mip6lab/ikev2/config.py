@@ -67,6 +67,15 @@ class IkeConfig:
     retransmit_tries: int = 5               # then give up
     nat_keepalive: float = 20.0
     mobike: bool = True                     # offer MOBIKE_SUPPORTED (RFC 4555), as charon does
+    # RFC 5555 §5: "the mobile node MUST establish the security association over port
+    # 4500, regardless of the presence of a NAT" (RFC 7296 §2.23 allows the move)
+    always_nat_t: bool = False
+    # initiator: IKE_AUTH carries a child SA (False: childless, as RFC 5026 §5.3.2 does
+    # before the HoA exists; the child SAs come with CREATE_CHILD_SA)
+    first_child: bool = True
+    # the reqid of a child SA by its mode, when tunnel and transport SAs belong to
+    # different policies (RFC 4877: BU/BA in transport, payload in tunnel); else reqid
+    reqid_by_mode: dict = field(default_factory=dict)
     # payloads that are the same in every SA of this configuration, built once (the
     # engine's memo; see IkeSa._memo)
     wire_cache: dict = field(default_factory=dict, repr=False, compare=False)

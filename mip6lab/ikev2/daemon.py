@@ -15,11 +15,13 @@ what the exchanges established.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import RemoteProtocolError
 from ..ipsec import (BYPASS, PROTECT, IPsecStack, IPsecTemplate, KeyMessage, MigrateRequest,
                      SecurityAssociation, SecurityPolicy, Selectors)
+from ..ipsec.pad import PeerAuthorizationEntry
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..wire.ikev2 import unwrap_udp
@@ -27,7 +29,7 @@ from .config import IkeConfig
 from .sa import (AddressAssigned, ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSa,
                  IkeSaDeleted, IkeSaEstablished, IkeSaFailed, IkeSaMoved, IkeSaRekeyed,
                  MessageDropped, cookie_check)
-from .ts import TrafficSelector
+from .ts import IPPROTO_MH, TrafficSelector
 
 IKE_PORT, NAT_T_PORT = 500, 4500
 
@@ -37,14 +39,14 @@ class IkeDaemon:
 
     def __init__(self, node: Node, config: IkeConfig, name: str = "iked",
                  cookie_threshold: int | None = None, install_virtual_ips: bool = True,
-                 ) -> None:
+                 install_policies: bool = True) -> None:
         self.node = node
         self.config = config
         self.name = name
         self.ipsec = node.ipsec or IPsecStack(node)
         node.ike = self
         self.socket = self.ipsec.engine.open(name)
-        self.socket.register("ACQUIRE")
+        self.socket.register("ACQUIRE", "MIGRATE")
         self.socket.on_message(self._key_message)
         self.sas: dict[bytes, IkeSa] = {}      # by initiator SPI
         self.established: list[IkeSa] = []
@@ -55,6 +57,11 @@ class IkeDaemon:
         # an address the peer assigns goes on our interface (a mobility module that
         # manages its home address itself turns this off)
         self.install_virtual_ips = install_virtual_ips
+        # SPDADD for each child SA from its traffic selectors ("the IKE daemon installs
+        # them from its own configuration"); off when the mobility module owns the SPD
+        self.install_policies = install_policies
+        # who else wants the engines' events (a mobility module: RFC 4877's coupling)
+        self.listeners: list[Callable[[IkeSa, Any], None]] = []
         self._cookie_secret = self._random(32)
         self.cookies_sent = 0
         node.bind_udp(IKE_PORT, self._datagram)
@@ -85,10 +92,13 @@ class IkeDaemon:
 
     # -- starting --------------------------------------------------------------------------
 
-    def initiate(self, peer: str) -> IkeSa:
-        """Start an IKE SA (and its first child SA) with ``peer``."""
-        local = self._local_for(peer)
-        sa = IkeSa(self.config, True, local, peer, self._random,
+    def initiate(self, peer: str, local: str | None = None,
+                 config: IkeConfig | None = None) -> IkeSa:
+        """Start an IKE SA (and its first child SA) with ``peer``, from ``local`` (by
+        default the source the routing table picks: RFC 6275 §11.3.2 wants the CoA)."""
+        local = local or self._local_for(peer)
+        config = config or self.config
+        sa = IkeSa(config, True, local, peer, self._random,
                    lambda: self._allocate_spi(peer), self.node.sim.now_us)
         self.sas[sa.spi_i] = sa
         sa.initiate(self.node.sim.now_us)
@@ -97,6 +107,10 @@ class IkeDaemon:
         return sa
 
     def _key_message(self, message: KeyMessage) -> None:
+        if message.type == "MIGRATE" and message.k_bit and message.error is None \
+                and message.sender == "kernel":
+            self._follow_migrate(message)
+            return
         if message.type == "ACQUIRE" and message.sender == "kernel" and message.dst:
             peer = str(message.dst)
             if not any(str(sa.remote) == peer and sa.state != "CLOSED"
@@ -174,6 +188,11 @@ class IkeDaemon:
         self.node.announce("ike", f"[{sa.spi_i.hex()[:8]}] {summary}", **data)
 
     def _event(self, sa: IkeSa, event) -> None:
+        self._handle(sa, event)
+        for listener in list(self.listeners):
+            listener(sa, event)
+
+    def _handle(self, sa: IkeSa, event) -> None:
         if isinstance(event, IkeSaEstablished):
             self.established.append(sa)
             if sa.nat_local:     # we are behind a NAT: keep its mapping (RFC 3948 §2.3)
@@ -191,6 +210,10 @@ class IkeDaemon:
             if sa.initiator and self.install_virtual_ips and event.attribute in (
                     "INTERNAL_IP6_ADDRESS", "INTERNAL_IP4_ADDRESS"):
                 self._install_virtual_ip(sa, event.value)
+            if not sa.initiator and event.attribute in ("INTERNAL_IP6_ADDRESS",
+                                                        "INTERNAL_IP4_ADDRESS"):
+                self._bind_in_pad(sa, ipaddress.ip_interface(event.value).ip,
+                                  f"assigned by CP {event.attribute}")
         elif isinstance(event, IkeSaFailed):
             self.failures.append(event)
             self._announce(sa, f"IKE SA failed: {event.reason}", notify=event.notify)
@@ -225,20 +248,36 @@ class IkeDaemon:
         """Through the seam: UPDATE the larval inbound SA, ADD the outbound, SPDADD."""
         local, remote = str(sa.local), str(sa.remote)
         encap = (sa.local_port, sa.remote_port) if child.udp_encapsulation else None
+        mobility = _mobility_endpoints(child)
+        if mobility is not None:
+            # RFC 4877 §7.2 / RFC 5555 §5.2.1: the BU/BA SA is a transport-mode SA of the
+            # home address and the home agent; it is not moved when the CoA changes and,
+            # from an IPv4 network, rides inside the UDP 4191 tunnel, not UDP 4500
+            local, remote = mobility
+            encap = None
+        identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}" if sa.peer_id else None
         inbound = SecurityAssociation(child.inbound_spi, "in", remote, local, child.suite,
                                       child.encr_in, child.integ_in, mode=child.mode,
-                                      reqid=child.reqid,
+                                      reqid=child.reqid, identity=identity,
                                       encap=(encap[1], encap[0]) if encap else None)
         outbound = SecurityAssociation(child.outbound_spi, "out", local, remote, child.suite,
                                        child.encr_out, child.integ_out, mode=child.mode,
-                                       reqid=child.reqid, encap=encap)
+                                       reqid=child.reqid, identity=identity, encap=encap)
         self.socket.send(KeyMessage("UPDATE", sa=inbound))
         self.socket.send(KeyMessage("ADD", sa=outbound))
+        if not sa.initiator:
+            self._learn_home_address(sa, child)
         for local_ts in child.local_ts:
             for remote_ts in child.remote_ts:
                 selectors = _selectors(local_ts, remote_ts)
-                if selectors is None or self.ipsec.spd.find(selectors=selectors):
+                if not self.install_policies or selectors is None:
+                    continue
+                existing = self.ipsec.spd.find(selectors=selectors)
+                if any(p.name == f"ike-{self._policy_tag(sa)}" for p in existing):
                     continue      # a rekeyed or second child SA reuses the policy
+                for stale in existing:   # left by an IKE SA of ours that is gone
+                    if stale.owner == self.name and stale.name.startswith("ike-"):
+                        self.socket.send(KeyMessage("SPDDELETE", policy_index=stale.index))
                 template = IPsecTemplate(child.mode, sa.local if child.mode == "tunnel"
                                          else None, sa.remote if child.mode == "tunnel"
                                          else None, child.reqid)
@@ -246,6 +285,68 @@ class IkeDaemon:
                     selectors, PROTECT, template, name=f"ike-{self._policy_tag(sa)}")))
         self._announce(sa, f"child SA {child.mode} {child.suite} in 0x{child.inbound_spi:08x} "
                        f"out 0x{child.outbound_spi:08x}")
+
+    # -- the PAD: which home addresses an identity may use (RFC 4877 §4.2, §7.1) ----------
+
+    def _bind_in_pad(self, sa: IkeSa, address, why: str) -> None:
+        self.bind_home_address(f"{sa.peer_id[0]}:{sa.peer_id[1]}", address, why)
+
+    def bind_home_address(self, identity: str, address, why: str) -> None:
+        """Bind ``address`` to ``identity`` ("type:value") in the PAD."""
+        id_type, _, value = identity.partition(":")
+        pad = self.ipsec.pad
+        if pad.lookup(id_type, value) is None:
+            pad.add(PeerAuthorizationEntry(id_type, value))
+        address = ipaddress.ip_address(address)
+        if address in pad.lookup(id_type, value).home_addresses:
+            return
+        pad.bind_home_address(id_type, value, address)
+        self.node.announce("ike", f"PAD: {address} bound to {identity} ({why})",
+                           home_address=str(address))
+
+    def _learn_home_address(self, sa: IkeSa, child: ChildSaEstablished) -> None:
+        """RFC 5026 §5.3.2: a MN given a home prefix autoconfigures its HoA and creates SAs
+        for it with CREATE_CHILD_SA: the single address in its traffic selectors, inside
+        the prefix granted to it, is its home address, bound to it in the PAD from now."""
+        prefixes = [ipaddress.ip_network(a.value) for a in sa.assigned
+                    if a.attribute == "MIP6_HOME_PREFIX"]
+        for ts in child.remote_ts:
+            network = ts.network()
+            if network is None or network.num_addresses != 1:
+                continue
+            address = network.network_address
+            if any(address.version == p.version and address in p for p in prefixes):
+                self._bind_in_pad(sa, address, "TSi of a child SA within its home prefix")
+
+    def home_addresses_of(self, identity: str) -> list:
+        """The PAD's home addresses for ``identity`` ("type:value"); what a home agent's
+        mobility module asks before it accepts a Binding Update (RFC 4877 §4.2)."""
+        id_type, _, value = identity.partition(":")
+        entry = self.ipsec.pad.lookup(id_type, value)
+        return list(entry.home_addresses) if entry else []
+
+    def _follow_migrate(self, message: KeyMessage) -> None:
+        """A MIGRATE with the K bit (draft-sugimoto §4.1.4; RFC 6275 §11.7.3, §10.3.1): the
+        mobility module moved SAs to a new care-of address, and our IKE SAs with that
+        peer follow, with no exchange (RFC 4877 §7.4)."""
+        for request in message.migrate:
+            old = {str(request.old_src), str(request.old_dst)}
+            new = (str(request.new_src), str(request.new_dst))
+            for sa in self.sas.values():
+                if sa.state == "CLOSED" or {str(sa.local), str(sa.remote)} != old:
+                    continue
+                before = (str(sa.local), str(sa.remote))
+                if str(sa.local) == str(request.old_src):
+                    sa.follow(new[0], new[1])
+                else:
+                    sa.follow(new[1], new[0])
+                self._announce(sa, f"K bit: IKE SA follows {before[0]} <-> {before[1]} to "
+                               f"{sa.local} <-> {sa.remote}")
+
+    def create_child(self, sa: IkeSa, **kwargs: Any) -> None:
+        """A CREATE_CHILD_SA exchange (mode, local_ts, remote_ts as IkeSa.create_child)."""
+        sa.create_child(self.node.sim.now_us, **kwargs)
+        self._pump(sa)
 
     def _migrate(self, sa: IkeSa, event: IkeSaMoved) -> None:
         """MOBIKE moved the IKE SA: move the tunnel-mode child SAs and their policies with
@@ -284,9 +385,28 @@ class IkeDaemon:
         iface.add_address(f"{address}/{128 if address.version == 6 else 32}", origin="ike")
         self._announce(sa, f"virtual address {address} installed on {iface.name}")
 
+    def forget(self, sa: IkeSa) -> None:
+        """Drop an IKE SA and its child SAs here without telling the peer: the peer is no
+        longer where the SA says (RFC 6275 §11.7.3 and §10.3.1 with the K bit clear:
+        "discard key management connections" to the old care-of address)."""
+        if sa.state == "CLOSED":
+            return
+        sa.state = "CLOSED"
+        sa.pending = None
+        timer = self._timers.pop(id(sa), None)
+        if timer is not None:
+            timer.cancel()
+        self._announce(sa, f"IKE SA with {sa.remote} discarded (no exchange)")
+        self._remove_child(sa)
+        self._release(sa)
+
     def _release(self, sa: IkeSa) -> None:
-        """Return the peer's addresses to the pools (RFC 7296 §3.15.4)."""
+        """Return the peer's addresses to the pools (RFC 7296 §3.15.4), unless another
+        IKE SA of the same peer holds them now."""
         if sa.initiator or sa.peer_id is None:
+            return
+        if any(other is not sa and other.peer_id == sa.peer_id and other.state != "CLOSED"
+               and not other.initiator for other in self.sas.values()):
             return
         identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}"
         for pool in (self.config.pool6, self.config.pool4, self.config.home_prefixes):
@@ -295,8 +415,8 @@ class IkeDaemon:
 
     def _delete_sas(self, sa: IkeSa, inbound_spi: int, outbound_spi: int) -> None:
         self.socket.send(KeyMessage("DELETE", spi=inbound_spi, direction="in"))
-        self.socket.send(KeyMessage("DELETE", spi=outbound_spi, direction="out",
-                                    dst=sa.remote))
+        # by SPI alone: a mobility SA's destination is the HoA, a moved one's the new CoA
+        self.socket.send(KeyMessage("DELETE", spi=outbound_spi, direction="out"))
 
     def _remove_child(self, sa: IkeSa) -> None:
         """The IKE SA is gone: its child SAs and the policies installed for them too."""
@@ -321,11 +441,28 @@ class IkeDaemon:
         self._pump(sa)
 
 
+def _mobility_endpoints(child: ChildSaEstablished) -> tuple[str, str] | None:
+    """The (local, remote) addresses of a transport-mode Mobility Header SA whose
+    selectors are single addresses (the HoA and the HA), else None."""
+    if child.mode != "transport" or len(child.local_ts) != 1 or len(child.remote_ts) != 1:
+        return None
+    local, remote = child.local_ts[0], child.remote_ts[0]
+    if local.protocol != IPPROTO_MH or local.start != local.end or remote.start != remote.end:
+        return None
+    return str(local.start), str(remote.start)
+
+
 def _selectors(local: TrafficSelector, remote: TrafficSelector) -> Selectors | None:
-    """SPD selectors for a pair of traffic selectors that are whole networks."""
+    """SPD selectors for a pair of traffic selectors that are whole networks; a Mobility
+    Header selector's ports are MH types (RFC 4301 §4.4.1.1)."""
     local_net, remote_net = local.network(), remote.network()
     if local_net is None or remote_net is None or local_net.version != remote_net.version:
         return None
+    if local.protocol == IPPROTO_MH:
+        one = lambda ts: ts.mh_types[0] if ts.mh_types and ts.mh_types[0] == ts.mh_types[1] \
+            else None
+        return Selectors(local_net, remote_net, IPPROTO_MH,
+                         local_mh_type=one(local), remote_mh_type=one(remote))
     ports = lambda ts: None if (ts.start_port, ts.end_port) == (0, 0xFFFF) else \
         (ts.start_port, ts.end_port)
     return Selectors(local_net, remote_net, local.protocol or None, ports(local), ports(remote))

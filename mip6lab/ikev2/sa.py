@@ -561,8 +561,8 @@ class IkeSa:
         self._learn_certificate_notifies(payloads)
         self.init_response = data
         self.pending = None
-        if self.nat_detected and self.remote_port == 500:   # §2.23: move to 4500
-            self.local_port = self.remote_port = 4500
+        if (self.nat_detected or self.config.always_nat_t) and self.remote_port == 500:
+            self.local_port = self.remote_port = 4500      # §2.23: move to 4500
         self._send_auth()
 
     def _check_nat(self, payloads, src: str, sport: int) -> None:
@@ -707,6 +707,22 @@ class IkeSa:
     def _peer_ts(self) -> list[TrafficSelector]:
         return list(self.config.remote_ts) or [TrafficSelector.from_network(str(self.remote))]
 
+    def _acceptable_peer_ts(self) -> list[TrafficSelector]:
+        """Responder: what the peer's side of a child SA may cover. A peer that was given
+        an address (RFC 4877 §9) may use that and only that; one given a home prefix
+        (RFC 5026 §5.3.2) any address of it, to autoconfigure its HoA from."""
+        granted = []
+        for a in self.assigned:
+            if a.attribute == "MIP6_HOME_PREFIX":
+                granted.append(TrafficSelector.from_network(str(a.value)))
+            else:
+                granted.append(TrafficSelector.from_network(
+                    str(ipaddress.ip_interface(a.value).ip)))
+        return granted or self._peer_ts()
+
+    def _reqid(self, mode: str) -> int:
+        return self.config.reqid_by_mode.get(mode, self.config.reqid)
+
     def _send_auth(self) -> None:
         id_i = self._memo(("IDi", self.config.local_id),
                           lambda: self._id_payload(w.IKEv2_IDi))
@@ -719,12 +735,13 @@ class IkeSa:
                                                 "ipv4": "INTERNAL_IP4_ADDRESS",
                                                 "home-prefix": "MIP6_HOME_PREFIX"}[r])
                                 for r in self.config.request])))
-        spi = self._child_spi()
-        payloads += [self._sa_payload(self.config.esp_proposals, spi),
-                     self._ts_payload(True, self._own_ts()),
-                     self._ts_payload(False, self._peer_ts())]
-        if self.config.mode == "transport":
-            payloads.append(self._notify("USE_TRANSPORT_MODE"))
+        if self.config.first_child:
+            spi = self._child_spi()
+            payloads += [self._sa_payload(self.config.esp_proposals, spi),
+                         self._ts_payload(True, self._own_ts()),
+                         self._ts_payload(False, self._peer_ts())]
+            if self.config.mode == "transport":
+                payloads.append(self._notify("USE_TRANSPORT_MODE"))
         if self.config.mobike:
             payloads.append(self._notify("MOBIKE_SUPPORTED"))
         self.state = "AUTH_SENT"
@@ -821,11 +838,7 @@ class IkeSa:
         except NoProposalChosen:
             return [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")]
         peer_ts = [_ts(t) for t in w.decode_ts(tsi)]
-        # a peer that was given an address or prefix may use that, and only that
-        acceptable_peer = [TrafficSelector.from_network(str(ipaddress.ip_interface(a.value).ip))
-                           for a in self.assigned
-                           if a.attribute != "MIP6_HOME_PREFIX"] or self._peer_ts()
-        narrowed_i = narrow(peer_ts, acceptable_peer)
+        narrowed_i = narrow(peer_ts, self._acceptable_peer_ts())
         narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], self._own_ts())
         if not narrowed_i or not narrowed_r:
             return [w.IKEv2_Notify(type="TS_UNACCEPTABLE")]
@@ -857,7 +870,7 @@ class IkeSa:
         established = ChildSaEstablished(
             inbound_spi if inbound_spi is not None else self.child_inbound_spi, peer_spi,
             ikekeys.esp_suite_name(proposal), mode, encr_in, integ_in, encr_out, integ_out,
-            tuple(local_ts), tuple(remote_ts), self.nat_detected, self.config.reqid)
+            tuple(local_ts), tuple(remote_ts), self.nat_detected, self._reqid(mode))
         if self.child is None:
             self.child = established
         self.children[established.inbound_spi] = established
@@ -865,32 +878,40 @@ class IkeSa:
 
     # -- CREATE_CHILD_SA (§1.3) ------------------------------------------------------------
 
-    def create_child(self, now_us: int = 0, rekey: int | None = None) -> None:
-        """A new child SA with the first child's selectors, or (``rekey`` = the inbound SPI
-        of a child) its replacement (§1.3.1, §2.8)."""
+    def create_child(self, now_us: int = 0, rekey: int | None = None, *,
+                     mode: str | None = None, local_ts: list[TrafficSelector] | None = None,
+                     remote_ts: list[TrafficSelector] | None = None) -> None:
+        """A new child SA (§1.3.1) -- with the first child's selectors and mode, or those
+        given (RFC 4877: a tunnel-mode payload SA next to the transport-mode BU/BA SA;
+        RFC 5026 §5.3.2: the SAs for an autoconfigured HoA) -- or, with ``rekey`` = the
+        inbound SPI of a child, that child's replacement (§2.8)."""
         self.now_us = now_us
         if self.state != "ESTABLISHED" or self.pending is not None:
             raise ValueError("one exchange at a time, on an established IKE SA")
         template = self.children.get(rekey) if rekey is not None else self.child
-        if template is None:
+        if rekey is not None and template is None:
             raise ValueError(f"no child SA with inbound SPI {rekey}")
+        if template is None and (local_ts is None or remote_ts is None):
+            raise ValueError("no child SA to copy: give mode and traffic selectors")
+        mode = mode or (template.mode if template else "tunnel")
+        local_ts = list(local_ts if local_ts is not None else template.local_ts)
+        remote_ts = list(remote_ts if remote_ts is not None else template.remote_ts)
         spi = self.allocate_spi()
         nonce = self.random(32)
         payloads = []
         if rekey is not None:
             payloads.append(w.IKEv2_Notify(type="REKEY_SA", proto=3,
                                            SPI=rekey.to_bytes(4, "big")))
-        if template.mode == "transport":
+        if mode == "transport":
             payloads.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
         payloads += [w.build_sa_payload([p.with_(spi=spi.to_bytes(4, "big"))
                                          for p in self.config.esp_proposals]),
                      w.IKEv2_Nonce(nonce=nonce),
                      # TSi is the exchange initiator's side, whoever started the IKE SA
-                     w.build_ts_payload(True, [_wire_ts(t) for t in template.local_ts]),
-                     w.build_ts_payload(False, [_wire_ts(t) for t in template.remote_ts])]
+                     w.build_ts_payload(True, [_wire_ts(t) for t in local_ts]),
+                     w.build_ts_payload(False, [_wire_ts(t) for t in remote_ts])]
         self._request(CREATE_CHILD_SA, payloads, encrypted=True)
-        self.pending.context = {"spi": spi, "nonce": nonce, "rekey": rekey,
-                                "mode": template.mode}
+        self.pending.context = {"spi": spi, "nonce": nonce, "rekey": rekey, "mode": mode}
 
     def _create_child_request(self, message_id: int, payloads: list) -> None:
         self.expected_request_id += 1
@@ -920,9 +941,13 @@ class IkeSa:
             self._respond(CREATE_CHILD_SA, message_id,
                           [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
             return
-        mine = self.child
-        peer_side = list(mine.remote_ts) if mine else self._peer_ts()
-        own_side = list(mine.local_ts) if mine else self._own_ts()
+        mine = self.children.get(rekey) if rekey is not None else None
+        if mine is not None:     # a rekey keeps what the old child had
+            peer_side, own_side = list(mine.remote_ts), list(mine.local_ts)
+        elif self.initiator:
+            peer_side, own_side = self._peer_ts(), self._own_ts()
+        else:
+            peer_side, own_side = self._acceptable_peer_ts(), self._own_ts()
         # TSi is the exchange initiator's side: the peer's, since the peer asks
         narrowed_i = narrow([_ts(t) for t in w.decode_ts(tsi)], peer_side)
         narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], own_side)
@@ -1085,6 +1110,21 @@ class IkeSa:
         self._request(INFORMATIONAL, [w.IKEv2_Notify(type="UPDATE_SA_ADDRESSES")]
                       + self._natd_notifies(), encrypted=True)
         self.pending.context = {"moved_from": old_local}
+
+    def follow(self, local: str | None = None, remote: str | None = None, *,
+               local_port: int | None = None, remote_port: int | None = None) -> None:
+        """Move the SA's endpoints without an exchange: what the K bit asks of IKE when the
+        mobility protocol, not IKE, tells us the care-of address changed (RFC 6275
+        §11.7.3, §10.3.1; RFC 4877 §7.4). Both sides call it, each on its own word: the
+        MN after the accepting BA, the HA on accepting the BU."""
+        if local is not None:
+            self.local = ipaddress.ip_address(local)
+        if remote is not None:
+            self.remote = ipaddress.ip_address(remote)
+        if local_port is not None:
+            self.local_port = local_port
+        if remote_port is not None:
+            self.remote_port = remote_port
 
     def check_liveness(self, now_us: int = 0) -> None:
         """An empty INFORMATIONAL request: is the peer still there? (§1.4)."""

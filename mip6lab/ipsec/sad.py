@@ -58,6 +58,7 @@ class SecurityAssociation:
     lifetime: Lifetime = field(default_factory=Lifetime)
     selectors: Any = None                # the policy's selectors, for the inbound check
     reqid: int = 0                       # ties the SA to its policy (PF_KEY sadb_x_sa2)
+    identity: str | None = None          # the peer's IKE ID (PF_KEY identity extension)
     created_us: int = 0
     state: str = "mature"                # "larval" (GETSPI), "mature", "dying", "dead"
     seq: int = 0                         # outbound: the last sequence number used

@@ -66,6 +66,9 @@ class IPsecStack:
         self._last_acquire: dict[int, int] = {}
         self._timers: dict[int, list[ScheduledCall]] = {}
         self._inner_checked = False
+        # the SA the packet being delivered came through (None: it came in the clear):
+        # RFC 4877 §4.2 wants the home agent to know which identity protected a BU
+        self.last_input: SecurityAssociation | None = None
         node.ipsec = self
 
     # -- trace -----------------------------------------------------------------------------
@@ -100,10 +103,13 @@ class IPsecStack:
             return None
         assert policy is not None and policy.template is not None
         template = policy.template
-        peer = template.tunnel_remote if template.mode == "tunnel" else selectors.wire_dst \
-            or selectors.dst
-        sa = self.sad.outbound_for(template.reqid, peer) \
-            or self.sad.outbound_for(template.reqid)
+        if template.mode == "tunnel":
+            sa = self.sad.outbound_for(template.reqid, template.tunnel_remote)
+        else:   # a mobility SA is the home address's (RFC 4877), others the wire's
+            sa = self.sad.outbound_for(template.reqid, selectors.dst) or \
+                (self.sad.outbound_for(template.reqid, selectors.wire_dst)
+                 if selectors.wire_dst else None)
+        sa = sa or self.sad.outbound_for(template.reqid)
         if sa is None:
             self._acquire(policy, selectors)
             if template.level == "use":
@@ -142,6 +148,7 @@ class IPsecStack:
         if self._inner_checked:      # a tunnel's inner packet, checked on the way out
             self._inner_checked = False
             return packet
+        self.last_input = None
         try:
             locate_esp(packet)
             is_esp = True
@@ -186,6 +193,7 @@ class IPsecStack:
         self.stats["decapsulated"] += 1
         self._event(f"ESP from SA 0x{sa.spi:08x} ({sa.mode}) accepted by {_rule(policy)}",
                     spi=sa.spi, policy=policy.index)
+        self.last_input = sa
         if sa.mode == "tunnel":
             self._inner_checked = True
             try:

@@ -379,8 +379,10 @@ class BindingUpdateList:
             if status is Status.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
                 events.append(PrefixDiscoveryNeeded(home_address))
             if nat_detection is not None:
-                entry.udp_encapsulation = True
-                events.append(UseUdpEncapsulation(home_address, nat_detected=True))
+                # RFC 5555 §3.2.2: F set = "UDP encapsulation is required"; clear = tunnel
+                # in plain IPv4 (§4.2: "unless the home agent forces UDP encapsulation")
+                entry.udp_encapsulation = bool(nat_detection)
+                events.append(UseUdpEncapsulation(home_address, nat_detected=bool(nat_detection)))
         new_endpoint = home_address if deregistering else entry.care_of_address
         if k and new_endpoint is not None:
             events.append(MoveKeyManagementEndpoint(entry.home_agent, new_endpoint))

@@ -286,7 +286,14 @@ class Node:
 
     def deliver_ipv6(self, iface: Interface, ip6: IPv6) -> None:
         upper = ip6.payload
-        while isinstance(upper, (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt)):
+        while isinstance(upper, (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting)):
+            if isinstance(upper, IPv6ExtHdrRouting):
+                # RFC 6275 §6.4 / §11.3.3: only the type 2 header, one address, which
+                # must be our own home address; anything else we do not route
+                if upper.type != 2 or len(upper.addresses) != 1 or \
+                        not self.owns(ipaddress.IPv6Address(upper.addresses[0])):
+                    raise RemoteProtocolError("routing header we do not process "
+                                              f"(type {upper.type})")
             upper = upper.payload
         nh = upper.underlayer.nh if upper.underlayer is not None else ip6.nh
         if nh == IPPROTO_ICMPV6:

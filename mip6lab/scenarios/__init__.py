@@ -6,9 +6,11 @@ from typing import Any
 
 from .base import Scenario, ScenarioError
 from .esp_manual import EspManual
+from .mobility import MOBILITY_SCENARIOS
 from .ping_nat import PingNat
 
-SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (PingNat, EspManual)}
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (PingNat, EspManual,
+                                                               *MOBILITY_SCENARIOS)}
 
 
 def create(name: str, seed: int = 0, **options: Any) -> Scenario:

@@ -1,0 +1,439 @@
+"""The coupling of Mobile IPv6 with IKEv2 and IPsec (RFC 4877), in one visible place.
+
+There is no standard interface between a mobility daemon and the security subsystem;
+this module *is* ours, and everything the mobile node or the home agent asks of
+security goes through it:
+
+- to the IPsec databases, only key-engine messages (SPDADD, SPDDELETE, MIGRATE), sent on
+  the ``mip6d`` socket of the node's :class:`~mip6lab.ipsec.keyengine.KeyEngine`;
+- to the IKE daemon, only *control requests* (start an IKE SA from this address and ask
+  for a home address, create a child SA for these selectors, discard the IKE SAs of a
+  peer, which home addresses the PAD binds to an identity) and, back, its events (an
+  address was assigned, a child SA is up).
+
+Both kinds of crossing are trace events of kind ``seam`` with sender and receivers, so a
+notebook can count them per handover -- the course's measure of what the coupling costs.
+
+What is selectable, per node:
+
+``hoa_mode``
+    ``"address"``: IKE_AUTH asks for INTERNAL_IP6_ADDRESS and the first child SA is the
+    BU/BA SA for that address (RFC 4877 §9). ``"prefix"``: IKE_AUTH asks for
+    MIP6_HOME_PREFIX and carries no child SA; the MN autoconfigures its HoA from the
+    prefix and creates the SAs for it with CREATE_CHILD_SA, whose traffic selectors are
+    how the HA learns the HoA for its SPD and PAD (RFC 5026 §5.3.2).
+``spd_owner``
+    ``"mobility"``: this module installs the SPD entries of RFC 4877 §7.2 when the HoA is
+    known, and IKE only negotiates SAs; ``"ike"``: the IKE daemon installs them from the
+    child SAs' traffic selectors; ``"both"``: both try, and the second SPDADD of each entry
+    is refused with EEXIST naming the first owner -- the conflict the MEXT talk describes
+    (counted in ``conflicts``).
+``k_bit``
+    With K=1 on both sides the IKE SA and the tunnel-mode SAs follow the new care-of
+    address by a MIGRATE with the K flag after the BU/BA, with no IKE exchange (RFC 6275
+    §11.7.3, §10.3.1; RFC 4877 §7.4). With K=0 the MN drops its IKE SA and runs IKE again
+    from the new CoA before it sends the BU; the HA discards the IKE SAs left at the old
+    address when it accepts that BU.
+``protect_payload``
+    A tunnel-mode child SA for all traffic of the HoA (RFC 4877 §7.2, the optional payload
+    entry), whose outer header is the CoA-HA tunnel; without it the payload goes in the
+    plain IPv6-in-IPv6 (or DSMIP6 UDP) tunnel of the mobility module.
+
+The transport-mode BU/BA SA is an SA of the *home address*: its selectors and endpoints
+do not change when the MN moves, which is why it needs no MIGRATE (only the tunnel-mode
+SAs and IKE do).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..ikev2.config import IkeConfig
+from ..ikev2.daemon import IkeDaemon
+from ..ikev2.sa import AddressAssigned, ChildSaEstablished, IkeSa, IkeSaEstablished, IkeSaFailed
+from ..ikev2.ts import TrafficSelector, mh_type_selector
+from ..ipsec import PROTECT, IPsecTemplate, KeyMessage, MigrateRequest, SecurityPolicy, Selectors
+from ..net.frames import address_in_prefix
+from ..net.node import Node
+
+IPv6 = ipaddress.IPv6Address
+HOA_MODES = ("address", "prefix")
+SPD_OWNERS = ("mobility", "ike", "both")
+#: reqids of the two kinds of SA (they tie an SA to its SPD entry, PF_KEY sadb_x_sa2)
+BU_REQID, PAYLOAD_REQID = 1, 2
+MOBILITY = "mip6d"
+
+
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} is one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def bu_selectors(home_address: IPv6, home_agent: IPv6, *, at_home_agent: bool) -> Selectors:
+    """RFC 4877 §7.2: "IF local_address = home_address_1 & remote_address = home_agent_1 &
+    proto = MH & local_mh_type = BU & remote_mh_type = BAck" (the MN's entry), and its
+    mirror at the home agent."""
+    if at_home_agent:
+        return Selectors.make(f"{home_agent}/128", f"{home_address}/128", "mh",
+                              local_mh_type="BA", remote_mh_type="BU")
+    return Selectors.make(f"{home_address}/128", f"{home_agent}/128", "mh",
+                          local_mh_type="BU", remote_mh_type="BA")
+
+
+def payload_selectors(home_address, *, at_home_agent: bool) -> Selectors:
+    """RFC 4877 §7.2's payload entry: every packet of the home address, in tunnel mode."""
+    host = f"{home_address}/{128 if home_address.version == 6 else 32}"
+    anywhere = "::/0" if home_address.version == 6 else "0.0.0.0/0"
+    return Selectors.make(anywhere, host) if at_home_agent else Selectors.make(host, anywhere)
+
+
+class _Coupling:
+    """What both ends share: the key socket, the IKE daemon, the seam's trace."""
+
+    side = ""
+
+    def __init__(self, node: Node, ike: IkeDaemon, *, spd_owner: str = "mobility",
+                 k_bit: bool = True) -> None:
+        self.node = node
+        self.ike = ike
+        self.spd_owner = _check("spd_owner", spd_owner, SPD_OWNERS)
+        self.k_bit = k_bit
+        ike.install_policies = spd_owner in ("ike", "both")
+        self.socket = node.ipsec.engine.open(MOBILITY)
+        self.crossings = 0          # control requests and IKE events (key messages are
+        self.conflicts = 0          # counted by the key engine itself)
+        ike.listeners.append(self._ike_event)
+
+    # -- the seam's trace ------------------------------------------------------------------
+
+    def _cross(self, sender: str, receiver: str, summary: str, **data: Any) -> None:
+        self.crossings += 1
+        self.node.trace.emit(self.node.name, "coupling", "seam",
+                             f"{sender} → {receiver}: {summary}", sender=sender,
+                             receivers=[receiver], message=summary.split(" ")[0], **data)
+
+    def _request(self, summary: str, **data: Any) -> None:
+        self._cross(MOBILITY, self.ike.name, summary, **data)
+
+    def _heard(self, summary: str, **data: Any) -> None:
+        self._cross(self.ike.name, MOBILITY, summary, **data)
+
+    def _ike_event(self, sa: IkeSa, event: Any) -> None:
+        raise NotImplementedError
+
+    # -- key engine ------------------------------------------------------------------------
+
+    def _spdadd(self, selectors: Selectors, template: IPsecTemplate, name: str) -> None:
+        if self.spd_owner == "ike":
+            return
+        existing = self._policy(selectors)
+        if existing is not None and existing.owner == MOBILITY:
+            return          # ours already, from the previous IKE SA
+        reply = self.socket.send(KeyMessage("SPDADD", policy=SecurityPolicy(
+            selectors, PROTECT, template, name=name)))
+        if reply.error == "EEXIST":
+            self.conflicts += 1
+            self.node.announce("coupling", f"SPD conflict: {reply.note}", error="EEXIST")
+
+    def _policy(self, selectors: Selectors) -> SecurityPolicy | None:
+        found = self.node.ipsec.spd.find(selectors=selectors)
+        return found[0] if found else None
+
+    def _migrate(self, selectors: Selectors, request: MigrateRequest, k_bit: bool) -> None:
+        if self._policy(selectors) is None:
+            return
+        self.socket.send(KeyMessage("MIGRATE", selectors=selectors, migrate=[request],
+                                    k_bit=k_bit))
+
+    def _spddelete(self, selectors: Selectors) -> None:
+        for policy in self.node.ipsec.spd.find(selectors=selectors):
+            if policy.owner != MOBILITY:    # an IKE-owned entry: the conflict again
+                self.conflicts += 1
+            self.socket.send(KeyMessage("SPDDELETE", policy_index=policy.index))
+
+
+class MobileNodeCoupling(_Coupling):
+    """The mobile node's side: bootstrap (IKE from the CoA, the HoA, the SAs and SPD),
+    and what a handover costs with K=1 or K=0."""
+
+    side = "mn"
+
+    def __init__(self, node: Node, ike: IkeDaemon, home_agent: str, *,
+                 home_agent4: str | None = None, hoa_mode: str = "address",
+                 spd_owner: str = "mobility", k_bit: bool = True,
+                 protect_payload: bool = True) -> None:
+        super().__init__(node, ike, spd_owner=spd_owner, k_bit=k_bit)
+        self.home_agent = ipaddress.IPv6Address(home_agent)
+        self.home_agent4 = ipaddress.IPv4Address(home_agent4) if home_agent4 else None
+        self.hoa_mode = _check("hoa_mode", hoa_mode, HOA_MODES)
+        self.protect_payload = protect_payload
+        ike.install_virtual_ips = False     # the HoA is the mobility module's to place
+        self.home_address: IPv6 | None = None
+        self.home_prefix: ipaddress.IPv6Network | None = None
+        self.ike_sa: IkeSa | None = None
+        self.ike_endpoint: ipaddress._BaseAddress | None = None   # our side of the IKE SA
+        self.ready = False                  # the BU/BA SA (and payload SA) exist
+        self.on_ready: list[Callable[[], None]] = []
+        self.on_home_address: list[Callable[[IPv6, ipaddress.IPv6Network], None]] = []
+        self.ike_exchanges_started = 0
+
+    # -- bootstrap (RFC 4877 §9, RFC 5026 §5.3) -------------------------------------------
+
+    def _config(self, local) -> IkeConfig:
+        base = self.ike.config
+        ha = self.home_agent
+        request = ("ipv6",) if self.hoa_mode == "address" else ("home-prefix",)
+        return replace(base, request=request, mode="transport",
+                       first_child=self.hoa_mode == "address",
+                       local_ts=[mh_type_selector("::/0", "BU")],
+                       remote_ts=[mh_type_selector(f"{ha}/128", "BA")],
+                       reqid_by_mode={"transport": BU_REQID, "tunnel": PAYLOAD_REQID},
+                       always_nat_t=local.version == 4, wire_cache={})
+
+    def start(self, care_of_address) -> IkeSa:
+        """RFC 6275 §11.3.2 / RFC 4877 §4.3: IKE runs from the care-of address."""
+        coa = ipaddress.ip_address(care_of_address)
+        peer = self.home_agent if coa.version == 6 else self.home_agent4
+        if peer is None:
+            raise ValueError("an IPv4 care-of address needs the home agent's IPv4 address")
+        self.ready = False
+        self._request(f"INITIATE IKE SA {coa} → {peer}, CFG_REQUEST "
+                      f"{'INTERNAL_IP6_ADDRESS' if self.hoa_mode == 'address' else 'MIP6_HOME_PREFIX'}",
+                      peer=str(peer), local=str(coa))
+        self.ike_exchanges_started += 1
+        self.ike_endpoint = coa
+        self.ike_sa = self.ike.initiate(str(peer), local=str(coa), config=self._config(coa))
+        return self.ike_sa
+
+    def _ike_event(self, sa: IkeSa, event: Any) -> None:
+        if sa is not self.ike_sa:
+            return
+        if isinstance(event, AddressAssigned):
+            self._heard(f"{event.attribute} {event.value}", attribute=event.attribute)
+            if event.attribute == "INTERNAL_IP6_ADDRESS":
+                interface = ipaddress.ip_interface(event.value)
+                self._home_address(interface.ip, interface.network)
+            elif event.attribute == "MIP6_HOME_PREFIX":
+                prefix = ipaddress.ip_network(event.value)
+                hoa = address_in_prefix(prefix, self.node.interface("eth0").mac)
+                self.node.announce("coupling", f"home address {hoa} autoconfigured from "
+                                   f"MIP6_HOME_PREFIX {prefix} (RFC 5026 §5.3.2)")
+                self._home_address(hoa, prefix)
+                self._create_child("transport", [mh_type_selector(f"{hoa}/128", "BU")],
+                                   [mh_type_selector(f"{self.home_agent}/128", "BA")])
+        elif isinstance(event, ChildSaEstablished):
+            self._heard(f"CHILD_SA {event.mode} in 0x{event.inbound_spi:08x} "
+                        f"out 0x{event.outbound_spi:08x}", mode=event.mode)
+            if event.mode == "transport" and self.protect_payload:
+                self._create_child("tunnel", [TrafficSelector.from_network(
+                    f"{self.home_address}/128")], [TrafficSelector.from_network("::/0")])
+            else:
+                self._sas_ready()
+        elif isinstance(event, IkeSaFailed):
+            self._heard(f"IKE SA FAILED {event.reason}")
+
+    def _create_child(self, mode: str, local_ts, remote_ts) -> None:
+        self._request(f"CREATE_CHILD_SA {mode} {', '.join(map(str, local_ts))} ↔ "
+                      f"{', '.join(map(str, remote_ts))}", mode=mode)
+        self.ike_exchanges_started += 1
+        self.ike.create_child(self.ike_sa, mode=mode, local_ts=local_ts, remote_ts=remote_ts)
+
+    def _home_address(self, hoa: IPv6, prefix: ipaddress.IPv6Network) -> None:
+        first = self.home_address is None
+        self.home_address, self.home_prefix = hoa, prefix
+        # "the mobility module installs them": as soon as the HoA is known
+        self._spdadd(bu_selectors(hoa, self.home_agent, at_home_agent=False),
+                     IPsecTemplate("transport", reqid=BU_REQID), f"mip6-bu-{hoa}")
+        if self.protect_payload:
+            self._install_payload_policy()
+        if first:
+            for listener in list(self.on_home_address):
+                listener(hoa, prefix)
+
+    def _install_payload_policy(self) -> None:
+        selectors = payload_selectors(self.home_address, at_home_agent=False)
+        peer = self.ike_sa.remote
+        existing = self._policy(selectors)
+        template = existing.template if existing else None
+        if template is not None and (template.tunnel_local, template.tunnel_remote) != \
+                (self.ike_endpoint, peer):
+            # K=0: new SAs from the new CoA; the entry's tunnel endpoints follow (no K)
+            self._migrate(selectors, MigrateRequest(
+                template.tunnel_local, template.tunnel_remote, self.ike_endpoint, peer,
+                "tunnel", PAYLOAD_REQID), k_bit=False)
+            return
+        self._spdadd(selectors, IPsecTemplate("tunnel", self.ike_endpoint, peer,
+                                              PAYLOAD_REQID), f"mip6-payload-{self.home_address}")
+
+    def _sas_ready(self) -> None:
+        if self.ready:
+            return
+        self.ready = True
+        self.node.announce("coupling", f"BU/BA SA{' and payload SA' if self.protect_payload else ''}"
+                           f" ready for {self.home_address}")
+        for listener in list(self.on_ready):
+            listener()
+
+    # -- handover (RFC 6275 §11.7.1 / §11.7.3, RFC 4877 §7.4) -----------------------------
+
+    def before_binding_update(self, new_coa) -> bool:
+        """The MN moved to ``new_coa`` and wants to send a BU. True: send it now (K=1,
+        the SAs are the HoA's); False: IKE runs again first, :attr:`on_ready` follows."""
+        new_coa = ipaddress.ip_address(new_coa)
+        same_family = self.ike_endpoint is not None and self.ike_endpoint.version == \
+            new_coa.version
+        if self.k_bit and same_family and self.ike_sa is not None \
+                and self.ike_sa.state == "ESTABLISHED":
+            return True
+        # K=0 (or a new address family: the IKE SA cannot follow, RFC 5555 §5.1 "the IKE
+        # SA should be re-negotiated"): drop the old IKE SA here, start from the CoA
+        if self.ike_sa is not None and self.ike_sa.state != "CLOSED":
+            self._request(f"DISCARD IKE SA {self.ike_sa.local} ↔ {self.ike_sa.remote}")
+            self.ike.forget(self.ike_sa)
+        self.start(new_coa)
+        return False
+
+    def key_management_follows(self, old_coa, new_coa) -> bool:
+        """Whether this handover keeps the IKE SA (K=1 and the same address family)."""
+        return self.k_bit and old_coa is not None and \
+            ipaddress.ip_address(old_coa).version == ipaddress.ip_address(new_coa).version \
+            and self.ike_endpoint == ipaddress.ip_address(old_coa)
+
+    def after_binding_acknowledgement(self, old_coa, new_coa, k: bool) -> None:
+        """The HA accepted the BU with K set: move the tunnel-mode SAs and the IKE SA
+        to the new CoA with MIGRATE (K flag: IKE follows), RFC 6275 §11.7.3."""
+        if not k or old_coa is None or self.ike_endpoint != ipaddress.ip_address(old_coa):
+            return
+        old, new = ipaddress.ip_address(old_coa), ipaddress.ip_address(new_coa)
+        if old == new or old.version != new.version:
+            return
+        peer = self.ike_sa.remote
+        if self.protect_payload:
+            self._migrate(payload_selectors(self.home_address, at_home_agent=False),
+                          MigrateRequest(old, peer, new, peer, "tunnel", PAYLOAD_REQID),
+                          k_bit=True)
+        else:
+            self._migrate(bu_selectors(self.home_address, self.home_agent, at_home_agent=False),
+                          MigrateRequest(old, peer, new, peer, "transport", BU_REQID),
+                          k_bit=True)
+        self.ike_endpoint = new
+
+
+    def returned_home(self) -> None:
+        """§11.5.5: at home the HoA's traffic is not tunnelled; the payload entry goes
+        (else the home link's plain packets would be dropped as unprotected)."""
+        if self.protect_payload and self.home_address is not None:
+            self._spddelete(payload_selectors(self.home_address, at_home_agent=False))
+
+
+class HomeAgentCoupling(_Coupling):
+    """The home agent's side: learning each MN's HoA from IKE (for its SPD and PAD),
+    answering the binding cache's PAD question, following the K bit."""
+
+    side = "ha"
+
+    def __init__(self, node: Node, ike: IkeDaemon, home_agent: str, *,
+                 spd_owner: str = "mobility", k_bit: bool = True) -> None:
+        super().__init__(node, ike, spd_owner=spd_owner, k_bit=k_bit)
+        self.home_agent = ipaddress.IPv6Address(home_agent)
+        self.payload_protected: dict[IPv6, bool] = {}
+        self.identities: dict[IPv6, str] = {}      # HoA -> the IKE identity it came with
+
+    def _ike_event(self, sa: IkeSa, event: Any) -> None:
+        if sa.initiator or sa.peer_id is None:
+            return
+        identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}"
+        if isinstance(event, AddressAssigned) and event.attribute == "INTERNAL_IP6_ADDRESS":
+            hoa = ipaddress.ip_interface(event.value).ip
+            self._heard(f"{event.attribute} {hoa} given to {identity}", identity=identity)
+            self._learn(hoa, identity)
+        elif isinstance(event, ChildSaEstablished):
+            hoa = _single_address(event.remote_ts)
+            if hoa is None or hoa.version != 6:
+                return
+            self._heard(f"CHILD_SA {event.mode} for {hoa} with {identity}", identity=identity,
+                        mode=event.mode)
+            if event.mode == "transport":
+                self._learn(hoa, identity)      # RFC 5026 §5.3.2: the TSi tells the HoA
+            else:
+                self.payload_protected[hoa] = True
+                selectors = payload_selectors(hoa, at_home_agent=True)
+                existing = self._policy(selectors)
+                if existing is not None and existing.template is not None and \
+                        existing.template.tunnel_remote != sa.remote:
+                    self._migrate(selectors, MigrateRequest(
+                        self.home_agent, existing.template.tunnel_remote, sa.local,
+                        sa.remote, "tunnel", PAYLOAD_REQID), k_bit=False)
+                elif existing is None:
+                    self._spdadd(selectors, IPsecTemplate("tunnel", sa.local, sa.remote,
+                                                          PAYLOAD_REQID), f"mip6-payload-{hoa}")
+        elif isinstance(event, IkeSaEstablished):
+            self._heard(f"IKE SA up with {identity}", identity=identity)
+
+    def _learn(self, hoa: IPv6, identity: str) -> None:
+        if self.identities.get(hoa) == identity and self._policy(
+                bu_selectors(hoa, self.home_agent, at_home_agent=True)) is not None:
+            return
+        self.identities[hoa] = identity
+        self._spdadd(bu_selectors(hoa, self.home_agent, at_home_agent=True),
+                     IPsecTemplate("transport", reqid=BU_REQID), f"mip6-bu-{hoa}")
+
+    # -- what the binding cache asks -------------------------------------------------------
+
+    def home_addresses(self, identity: str) -> list:
+        """RFC 4877 §4.2: the home addresses the PAD binds to ``identity``."""
+        addresses = self.ike.home_addresses_of(identity)
+        self._request(f"PAD LOOKUP {identity}", identity=identity)
+        self._heard(f"PAD {identity} → {', '.join(map(str, addresses)) or 'nothing'}",
+                    identity=identity)
+        return addresses
+
+    def bind_ipv4_home_address(self, identity: str, address) -> None:
+        """RFC 5555 §5: the IPv4 HoA the HA allocated goes with the IPv6 HoA's identity."""
+        self._request(f"PAD BIND {address} to {identity}", identity=identity)
+        self.ike.bind_home_address(identity, address, "IPv4 home address (RFC 5555 §5)")
+
+    def binding_moved(self, hoa: IPv6, identity: str, old, new, k: bool) -> None:
+        """A binding moved from CoA ``old`` to ``new`` (an IPv6 CoA, or None from IPv4)."""
+        if old is None or new is None or old == new or old.version != new.version:
+            return
+        protected = self.payload_protected.get(hoa, False)
+        if k:
+            # §10.3.1 K set: the HA moves its IKE SA; MIGRATE carries it to iked
+            if protected:
+                self._migrate(payload_selectors(hoa, at_home_agent=True), MigrateRequest(
+                    self.home_agent, old, self.home_agent, new, "tunnel", PAYLOAD_REQID),
+                    k_bit=True)
+            else:
+                self._migrate(bu_selectors(hoa, self.home_agent, at_home_agent=True),
+                              MigrateRequest(self.home_agent, old, self.home_agent, new,
+                                             "transport", BU_REQID), k_bit=True)
+
+    def discard_ike(self, identity: str, address) -> None:
+        """§10.3.1 with K clear: the IKE SAs of ``identity`` at the old address go."""
+        for sa in list(self.ike.sas.values()):
+            if sa.initiator or sa.state == "CLOSED" or sa.peer_id is None:
+                continue
+            if f"{sa.peer_id[0]}:{sa.peer_id[1]}" == identity and address is not None \
+                    and sa.remote == address:
+                self._request(f"DISCARD IKE SA of {identity} at {address}", identity=identity)
+                self.ike.forget(sa)
+
+    def binding_deleted(self, hoa: IPv6) -> None:
+        """The binding is gone: no tunnel, so no payload entry; the BU/BA entry stays
+        for the HoA's next registration."""
+        if self.payload_protected.pop(hoa, False):
+            self._spddelete(payload_selectors(hoa, at_home_agent=True))
+
+
+def _single_address(selectors) -> ipaddress._BaseAddress | None:
+    if len(selectors) != 1:
+        return None
+    network = selectors[0].network()
+    if network is None or network.num_addresses != 1:
+        return None
+    return network.network_address

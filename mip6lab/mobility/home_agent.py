@@ -1,0 +1,363 @@
+"""The home agent on a router of the in-process network (RFC 6275 §10, RFC 5555 §4.5).
+
+:class:`HomeAgent` is the driver of the sans-I/O :class:`BindingCache`: it reads Binding
+Updates off the wire, asks the cache what becomes of them, and does what the answer
+says -- the Binding Acknowledgement, the tunnel, proxy Neighbor Discovery -- and tells
+the security coupling (:mod:`mip6lab.mobility.coupling`) what security must follow.
+
+On the wire:
+
+- A Binding Update arrives as IPv6 with a Home Address option and ESP in transport mode
+  (RFC 4877 §4.1), or, from an IPv4-only network, inside IPv4/UDP to port 4191 with the
+  IPv4 Care-of Address option (RFC 5555 §4.2), whose outer address and port are kept
+  with the packet through IPsec processing (§5.2.1: "V4ADDR and the sport (Z) need to be
+  passed with the packet"). One that did not come through ESP is dropped and counted
+  (RFC 4877 §4: "MUST be protected"); the identity of the SA it came through is what
+  the PAD check of RFC 4877 §4.2 tests.
+- The Binding Acknowledgement goes back to where the BU came from (RFC 5555 §5.1: "to
+  the same address from which the BU was received"), with a type 2 routing header, or
+  in IPv4/UDP to the NAT's address and port, with the NAT Detection option when the BU
+  came in UDP.
+- Packets for a registered home address are intercepted on the home link -- the HA
+  answers Neighbor Solicitations (and ARP, for an IPv4 home address) for it, §10.4.1 --
+  and tunnelled to the care-of address (§10.4.2); packets from the MN come back through
+  the reverse tunnel, checked against the registered care-of address (§10.4.5).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from typing import Any
+
+from scapy.layers.inet6 import (HAO, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6,
+                                IPv6ExtHdrDestOpt, MIP6MH_BA, MIP6OptBRAdvice)
+from scapy.packet import Packet
+
+from ..errors import RemoteProtocolError
+from ..ikev2.pools import AddressPool, PoolExhausted
+from ..net.node import Node, UdpDatagram
+from ..net.sim import ScheduledCall
+from ..wire.mip6 import (DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, MIP6OptIPv4AddrAck,
+                         MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
+                         build_ba, validate_mobility_header, verify_mh_checksum)
+from .binding_cache import (BindingCache, BindingCacheEntry, BindingCreated, BindingDeleted,
+                            BindingExpired, BindingUpdated, BindingUpdateRefused,
+                            BindingUpdateRequest, DiscardKeyManagementConnections,
+                            HomeAgentConfiguration, MoveKeyManagementEndpoint,
+                            SendBindingAcknowledgement)
+from .constants import LIFETIME_UNIT_US
+from .coupling import HomeAgentCoupling
+from .tunnel import TunnelEndpoint, encapsulate, inner_destination, inner_packet, inner_source
+
+IPv6Address, IPv4Address = ipaddress.IPv6Address, ipaddress.IPv4Address
+IPPROTO_MH = 135
+ALL_NODES = "ff02::1"
+
+
+class HomeAgent:
+    """RFC 6275 home agent (with RFC 5555's IPv4 extensions) on ``node``."""
+
+    def __init__(self, node: Node, coupling: HomeAgentCoupling, *, home_interface: str,
+                 home_prefix: str, address4: str | None = None,
+                 ipv4_pool: str | None = None, max_lifetime: int = 0xFFFF,
+                 nat_refresh: int = 30, force_udp: bool = False) -> None:
+        self.node = node
+        self.coupling = coupling
+        self.home_interface = node.interface(home_interface)
+        self.home_prefix = ipaddress.IPv6Network(home_prefix)
+        self.address = coupling.home_agent
+        self.address4 = IPv4Address(address4) if address4 else None
+        self.ipv4_pool = AddressPool.parse(ipv4_pool) if ipv4_pool else None
+        self.nat_refresh = nat_refresh          # RFC 5555 §3.2.2 refresh time, seconds
+        self.force_udp = force_udp              # the F flag in the NAT Detection option
+        self.cache = BindingCache(HomeAgentConfiguration(
+            home_prefixes={self.home_prefix: None}, max_lifetime=max_lifetime,
+            key_management_mobility=coupling.k_bit))
+        self.stats: Counter[str] = Counter()
+        self.by_ipv4: dict[IPv4Address, IPv6Address] = {}
+        self._udp_context: tuple[IPv4Address, int] | None = None
+        self._expiry: ScheduledCall | None = None
+        node.mobility = self
+        node.register_protocol(6, IPPROTO_MH, self._mobility_header)
+        for version in (6, 4):
+            for proto in (4, 41):
+                node.register_protocol(version, proto, self._ip_tunnel)
+        node.bind_udp(DSMIP6_UDP_PORT, self._udp_tunnel)
+        node.prerouting.insert(0, self._intercept)
+        node.answers_nd_for = self._answers_nd_for
+        node.answers_arp_for = self._answers_arp_for
+
+    # -- trace -----------------------------------------------------------------------------
+
+    def _announce(self, summary: str, **data: Any) -> None:
+        self.node.announce("mip6", summary, **data)
+
+    def _refuse(self, kind: str, reason: str, packet: bytes | None = None) -> None:
+        self.stats[kind] += 1
+        self.node.drop("mip6", reason, packet)
+
+    # -- proxy Neighbor Discovery (§10.4.1) ------------------------------------------------
+
+    def _answers_nd_for(self, iface, address: IPv6Address) -> bool:
+        return iface is self.home_interface and address in self.cache
+
+    def _answers_arp_for(self, iface, address: IPv4Address) -> bool:
+        return iface is self.home_interface and address in self.by_ipv4
+
+    def _advertise(self, target: IPv6Address) -> None:
+        """An unsolicited NA for ``target`` with our link-layer address, O set (§10.4.1)."""
+        na = (IPv6(src=str(target), dst=ALL_NODES, hlim=255)
+              / ICMPv6ND_NA(tgt=str(target), R=1, S=0, O=1)
+              / ICMPv6NDOptDstLLAddr(lladdr=self.home_interface.mac))
+        self.node.send_ip(na, iface=self.home_interface)
+
+    # -- Binding Updates -------------------------------------------------------------------
+
+    def _mobility_header(self, iface, ip6: IPv6, mh: Packet) -> None:
+        raw = bytes(ip6)
+        udp, self._udp_context = self._udp_context, None
+        sa = self.node.ipsec.last_input if self.node.ipsec else None
+        if not verify_mh_checksum(raw):
+            self._refuse("malformed", "Mobility Header checksum is wrong (§9.2)", raw)
+            return
+        try:
+            validate_mobility_header(bytes(mh))
+        except RemoteProtocolError as exc:
+            self._refuse("malformed", f"malformed mobility option: {exc.reason}", raw)
+            return
+        if not isinstance(mh, MIP6MH_BU_DSMIP6):
+            self._announce(f"{type(mh).__name__} from {ip6.src} ignored (not a BU)")
+            return
+        self.stats["bu_received"] += 1
+        if sa is None:
+            # RFC 4877 §4: BU/BA "MUST" be protected; nothing to answer with
+            self._refuse("unprotected_bu", "Binding Update without IPsec protection "
+                         "(RFC 4877 §4.1)", raw)
+            return
+        hao = next((o for o in (ip6[IPv6ExtHdrDestOpt].options if IPv6ExtHdrDestOpt in ip6
+                                else []) if isinstance(o, HAO)), None)
+        source = IPv6Address(ip6.src)
+        hoa = IPv6Address(hao.hoa) if hao is not None else source
+        coa = source if hao is not None else None
+        if hao is None and udp is None:
+            coa = hoa                    # §11.5.5: back home, the BU comes from the HoA
+        options = {type(o): o for o in mh.options}
+        v4coa = options.get(MIP6OptIPv4CareOfAddress)
+        v4hoa = options.get(MIP6OptIPv4HomeAddress)
+        try:
+            request = BindingUpdateRequest(
+                home_address=hoa, care_of_address=coa, sequence_number=mh.seq,
+                lifetime=mh.mhtime, a="A" in mh.flags, h="H" in mh.flags, l="L" in mh.flags,
+                k="K" in mh.flags, f=bool(mh.F),
+                ipv4_home_address=self._ipv4_home_address(hoa, v4hoa, sa.identity)
+                if v4hoa is not None else None,
+                ipv4_care_of_address=IPv4Address(v4coa.coa) if v4coa is not None else None,
+                outer_ipv4_source=udp[0] if udp else None,
+                outer_udp_source_port=udp[1] if udp else None)
+        except Exception as exc:          # a BU the request cannot hold (no CoA at all)
+            self._refuse("malformed", f"unusable Binding Update: {exc}", raw)
+            return
+        existing = self.cache.get(hoa)
+        result = self.cache.process_bu(request, sa.identity, self.coupling.home_addresses,
+                                       self.node.sim.now_us, duplicate_address=self._duplicate)
+        self._announce(f"BU from {sa.identity} for {hoa} seq {mh.seq}: {result.status.name} "
+                       f"({int(result.status)})", status=int(result.status),
+                       home_address=str(hoa), identity=sa.identity)
+        for event in result.events:
+            self._act(event, request, existing, sa.identity, source, udp, v4hoa)
+        self._arm_expiry()
+
+    def _ipv4_home_address(self, hoa: IPv6Address, option, identity: str):
+        """RFC 5555 §3.1.1: 0.0.0.0 asks for one; the HA allocates it to this HoA."""
+        asked = IPv4Address(option.hoa)
+        if not asked.is_unspecified or self.ipv4_pool is None:
+            return asked
+        try:
+            address = self.ipv4_pool.allocate(str(hoa))
+        except PoolExhausted:
+            return asked
+        # RFC 5555 §5: "the home agent MUST store the IPv4 address corresponding to the
+        # IPv6 address that is allocated to a mobile node" -- bound like the HoA
+        self.coupling.bind_ipv4_home_address(identity, address)
+        return address
+
+    def _duplicate(self, address: IPv6Address) -> bool:
+        """§10.3.1 DAD on the home link: does another node hold the address?"""
+        link = self.home_interface.link
+        return link is not None and any(
+            other.node is not self.node and other.has_address(address)
+            for other in link.interfaces)
+
+    def _act(self, event, request: BindingUpdateRequest, existing, identity: str,
+             source: IPv6Address, udp, v4hoa) -> None:
+        if isinstance(event, (BindingCreated, BindingUpdated)):
+            entry = event.entry
+            if entry.ipv4_home_address is not None:
+                self.by_ipv4[entry.ipv4_home_address] = entry.home_address
+            if isinstance(event, BindingCreated):
+                self._advertise(entry.home_address)
+            old = existing.care_of_address if existing else None
+            self.coupling.binding_moved(entry.home_address, identity, old,
+                                        entry.care_of_address, entry.k)
+            self._announce(f"binding {entry.home_address} → {self._where(entry)}"
+                           f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
+                           home_address=str(entry.home_address), coa=self._where(entry))
+        elif isinstance(event, (BindingDeleted, BindingExpired)):
+            self._forget(event.entry)
+        elif isinstance(event, BindingUpdateRefused):
+            self.stats[f"refused_{int(event.status)}"] += 1
+            self.node.trace.emit(self.node.name, "mip6", "error",
+                                 f"BU for {event.home_address} refused: {event.reason}",
+                                 status=int(event.status), identity=identity)
+        elif isinstance(event, DiscardKeyManagementConnections):
+            if existing is not None and existing.care_of_address is not None:
+                self.coupling.discard_ike(identity, existing.care_of_address)
+        elif isinstance(event, MoveKeyManagementEndpoint):
+            pass    # done with binding_moved, which knows the SAs
+        elif isinstance(event, SendBindingAcknowledgement):
+            self._send_ba(event, request, source, udp)
+
+    def _where(self, entry: BindingCacheEntry) -> str:
+        if entry.care_of_address is not None:
+            return str(entry.care_of_address)
+        if entry.nat_ipv4_address is not None:
+            return f"{entry.nat_ipv4_address}:{entry.nat_udp_port}"
+        return str(entry.ipv4_care_of_address)
+
+    def _forget(self, entry: BindingCacheEntry) -> None:
+        if entry.ipv4_home_address is not None:
+            self.by_ipv4.pop(entry.ipv4_home_address, None)
+        self.coupling.binding_deleted(entry.home_address)
+        self._announce(f"binding for {entry.home_address} removed",
+                       home_address=str(entry.home_address))
+
+    def _send_ba(self, ack: SendBindingAcknowledgement, request: BindingUpdateRequest,
+                 source: IPv6Address, udp) -> None:
+        options: list[Packet] = []
+        entry = self.cache.get(ack.home_address)
+        if ack.ipv4_address_acknowledgement is not None and request.ipv4_home_address:
+            options.append(MIP6OptIPv4AddrAck(status=ack.ipv4_address_acknowledgement,
+                                              hoa=str(request.ipv4_home_address)))
+        if ack.nat_detection is not None:
+            options.append(MIP6OptNATDetection(
+                F=int(ack.nat_detection), refresh=self.nat_refresh if entry and
+                entry.nat_detected else 0xFFFFFFFF))
+        seconds = ack.lifetime * (LIFETIME_UNIT_US // 1_000_000)
+        if udp is not None:
+            ba = build_ba(str(self.address), None, str(ack.home_address),
+                          ack.sequence_number, seconds, status=int(ack.status), k=ack.k,
+                          options=options)
+        elif source == ack.home_address:
+            ba = build_ba(str(self.address), None, str(ack.home_address),
+                          ack.sequence_number, seconds, status=int(ack.status), k=ack.k,
+                          options=options)
+        else:
+            ba = build_ba(str(self.address), str(source), str(ack.home_address),
+                          ack.sequence_number, seconds, status=int(ack.status), k=ack.k,
+                          options=options)
+        self.stats["ba_sent"] += 1
+        if udp is None:
+            self.node.route_out(bytes(ba))
+            return
+        # RFC 5555 §5.2.1: IPsec first, then IPv4/UDP to the address and port the BU
+        # came from (the NAT's when there is one)
+        protected = self.node.ipsec.output(bytes(ba))
+        for packet in protected or []:
+            self.node.route_out(encapsulate(packet, TunnelEndpoint(
+                self.address4, udp[0], (DSMIP6_UDP_PORT, udp[1]))), protect=False)
+
+    # -- expiry (§10.3.1) ------------------------------------------------------------------
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        when = self.cache.next_expiry()
+        if when is not None:
+            self._expiry = self.node.sim.call_at(max(when, self.node.sim.now_us),
+                                                 self._expire, label=f"{self.node.name} BC")
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for event in self.cache.expire(self.node.sim.now_us):
+            self._forget(event.entry)
+        self._arm_expiry()
+
+    # -- the tunnel (§10.4.2, §10.4.5; RFC 5555 §4.1, §4.5.1) ------------------------------
+
+    def tunnel_to(self, entry: BindingCacheEntry) -> TunnelEndpoint:
+        if entry.care_of_address is not None and entry.care_of_address != entry.home_address:
+            return TunnelEndpoint(self.address, entry.care_of_address)
+        remote = entry.nat_ipv4_address or entry.ipv4_care_of_address
+        udp = (DSMIP6_UDP_PORT, entry.nat_udp_port or DSMIP6_UDP_PORT) \
+            if entry.udp_encapsulation else None
+        return TunnelEndpoint(self.address4, remote, udp)
+
+    def _binding_for(self, destination) -> BindingCacheEntry | None:
+        if destination.version == 6:
+            return self.cache.get(destination)
+        hoa = self.by_ipv4.get(destination)
+        return self.cache.get(hoa) if hoa is not None else None
+
+    def _intercept(self, l3: bytes, iface) -> bytes | None:
+        """Pre-routing: a packet for a registered home address goes into the tunnel."""
+        destination = inner_destination(l3)
+        entry = self._binding_for(destination)
+        if entry is None or self.node.owns(destination):
+            return l3
+        if entry.care_of_address == entry.home_address:
+            return l3
+        if destination.version == 6 and entry.care_of_address is not None and \
+                self.coupling.payload_protected.get(entry.home_address):
+            self.stats["tunnelled_out"] += 1
+            return l3       # forwarding hands it to IPsec: the tunnel-mode SA is the tunnel
+        hop = l3[7] if l3[0] >> 4 == 6 else l3[8]
+        if hop <= 1:
+            return l3       # forwarding answers with time exceeded
+        self.stats["tunnelled_out"] += 1
+        self.node.route_out(encapsulate(l3, self.tunnel_to(entry)), protect=False)
+        return None
+
+    def _ip_tunnel(self, iface, outer: Packet, payload: Packet) -> None:
+        self._from_tunnel(iface, bytes(payload), ipaddress.ip_address(outer.src), None)
+
+    def _udp_tunnel(self, datagram: UdpDatagram) -> None:
+        iface = self.node.interfaces[datagram.interface]
+        try:
+            inner = inner_packet(datagram.payload)
+        except RemoteProtocolError as exc:
+            self._refuse("malformed", f"UDP 4191: {exc.reason}")
+            return
+        if inner[0] >> 4 == 6 and inner_destination(inner) == self.address:
+            # a BU (RFC 5555 §4.2): the outer address and port travel with it
+            self._udp_context = (datagram.src, datagram.sport)
+            try:
+                self.node.receive_ip(iface, inner)
+            finally:
+                self._udp_context = None
+            return
+        self._from_tunnel(iface, inner, datagram.src, datagram.sport)
+
+    def _from_tunnel(self, iface, inner: bytes, outer_source, sport: int | None) -> None:
+        """§10.4.5: the reverse tunnel; the outer source must be the registered CoA."""
+        try:
+            inner = inner_packet(inner)
+        except RemoteProtocolError as exc:
+            self._refuse("malformed", f"tunnel: {exc.reason}")
+            return
+        entry = self._binding_for(inner_source(inner))
+        expected = self.tunnel_to(entry) if entry is not None else None
+        if expected is None or expected.remote != outer_source or \
+                (sport is not None and expected.udp is not None and expected.udp[1] != sport):
+            self._refuse("tunnel_refused", f"tunnelled packet from {outer_source} for "
+                         f"{inner_source(inner)}: not its registered care-of address", inner)
+            return
+        self.stats["tunnelled_in"] += 1
+        self.node.receive_ip(iface, inner)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def table(self) -> list[dict[str, object]]:
+        """The binding cache, one row per home address (for notebooks)."""
+        return self.cache.table(self.node.sim.now_us)

@@ -1,0 +1,402 @@
+"""The mobility scenarios' common ground: one topology, one mobile node, one home agent.
+
+::
+
+                 cn (2001:db8:c::10, 198.51.100.20)
+                  |  [cnlan]
+   [visit1..4] -- inet -- [uplink] -- hr --[home]-- ha (2001:db8:0:1::2, 192.0.2.2)
+   [v4net]    --/  \\-- [natwan] -- nat --[natlan]   (hr: 2001:db8:0:1::1, 192.0.2.1)
+
+- ``home`` is the home link (2001:db8:0:1::/64, 192.0.2.0/25). The home router ``hr``
+  advertises the prefix; the home agent ``ha`` is another node on the link, so packets
+  for a mobile node's home address reach it by proxy Neighbor Discovery (or proxy ARP
+  for an IPv4 home address), as RFC 6275 §10.4.1 says.
+- ``visit1`` .. ``visit4`` are IPv6 visited networks (2001:db8:a1::/64 ...), each
+  advertised by ``inet``; ``v4net`` is an IPv4-only network with public addresses
+  (198.51.100.32/28); ``natlan`` (203.0.113.0/24) is an IPv4-only network behind ``nat``,
+  which masquerades it as 198.51.100.50.
+- ``cn`` is the correspondent node: a UDP echo server on both families.
+
+The mobile node ``mn`` gets its home address over IKEv2 from the home agent and keeps a
+numbered UDP exchange going with ``cn`` from that address (ten requests a second); what
+it gets back through the home agent is the data the handovers interrupt.
+
+Every scenario reports, besides the foundation's fields, ``mn``, ``handovers`` (one per
+registration, the first included), ``nat_detected``, ``udp_encapsulation`` and ``data``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from ..ikev2.config import IkeConfig
+from ..ikev2.daemon import IkeDaemon
+from ..ikev2.pools import AddressPool
+from ..ikev2.ts import TrafficSelector
+from ..ipsec import IPsecStack
+from ..mobility.coupling import (BU_REQID, PAYLOAD_REQID, HomeAgentCoupling,
+                                 MobileNodeCoupling)
+from ..mobility.home_agent import HomeAgent
+from ..mobility.mobile_node import MobileNode
+from ..net.lab import Lab
+from ..net.node import Node, UdpDatagram
+from ..trace import Event
+from .base import Scenario
+
+HOME_PREFIX = "2001:db8:0:1::/64"
+HA6, HA4 = "2001:db8:0:1::2", "192.0.2.2"
+HR6, HR4 = "2001:db8:0:1::1", "192.0.2.1"
+CN6, CN4 = "2001:db8:c::10", "198.51.100.20"
+NAT_PUBLIC = "198.51.100.50"
+VISITED = {f"visit{i}": f"2001:db8:a{i}::/64" for i in range(1, 5)}
+PSK = "mip6lab-course-psk"
+MN_ID, HA_ID = "mn1@mip6lab.example", "ha.mip6lab.example"
+ECHO_PORT = 7
+IKE_PORTS = (500, 4500)
+
+
+class EchoStream:
+    """Numbered UDP requests from the MN's home address to the CN's echo server; the
+    answers come back through the home agent. Records when each was sent and answered."""
+
+    def __init__(self, node: Node, mobile: MobileNode, dst: str, *, interval: float,
+                 version: int = 6) -> None:
+        self.node, self.mobile, self.dst = node, mobile, dst
+        self.interval, self.version = interval, version
+        self.sport = 40000 + version
+        self.sent_at: dict[int, int] = {}
+        self.answered_at: dict[int, int] = {}
+        node.bind_udp(self.sport, self._answer)
+        node.sim.call_later(interval, self._send, label=f"{node.name} data")
+
+    def _source(self):
+        if self.version == 6:
+            return self.mobile.home_address if self.mobile.registered or \
+                self.mobile.at_home else None
+        return self.mobile.ipv4_home_address if self.mobile.registered else None
+
+    def _send(self) -> None:
+        source = self._source()
+        if source is not None:
+            number = len(self.sent_at) + 1
+            self.sent_at[number] = self.node.sim.now_us
+            self.node.send_udp(self.dst, ECHO_PORT, b"mip6lab %06d" % number, self.sport,
+                               src=source)
+        self.node.sim.call_later(self.interval, self._send, label=f"{self.node.name} data")
+
+    def _answer(self, datagram: UdpDatagram) -> None:
+        try:
+            number = int(datagram.payload.split()[-1])
+        except (ValueError, IndexError):
+            return
+        if number in self.sent_at and number not in self.answered_at:
+            self.answered_at[number] = self.node.sim.now_us
+
+
+class MobilityScenario(Scenario):
+    """Builds the topology above; subclasses script where the MN goes."""
+
+    duration = 20.0
+    options: dict[str, Any] = {
+        "k_bit": 1, "hoa_mode": "address", "spd_owner": "mobility", "protect_payload": 1,
+        "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
+        "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
+    }
+    #: where the MN is when the scenario starts, and (time, place) moves after that
+    start_on = "visit1"
+    moves: list[tuple[float, str]] = []
+
+    # -- topology --------------------------------------------------------------------------
+
+    def build(self, lab: Lab) -> None:
+        s = self.settings
+        conditions = {"loss": s["loss"], "delay": s["delay"]}
+        for name in ("home", "cnlan", *VISITED, "v4net", "natlan"):
+            lab.add_link(name, "segment", **conditions)
+        for name in ("uplink", "natwan"):
+            lab.add_link(name, "p2p", **conditions)
+        hr, inet = lab.add_router("hr"), lab.add_router("inet")
+        ha = lab.add_router("ha")
+        cn = lab.add_host("cn")
+        nat = lab.add_nat("nat", outside="eth1", mapping_timeout=s["nat_timeout"],
+                          filtering="endpoint-independent")
+        mn = lab.add_host("mn")
+
+        lab.connect(hr, "home", addresses=[f"{HR6}/64", f"{HR4}/25"])
+        lab.connect(hr, "uplink", addresses=["2001:db8:ff:1::1/64", "198.51.100.1/30"])
+        lab.connect(ha, "home", addresses=[f"{HA6}/64", f"{HA4}/25"])
+        lab.connect(inet, "uplink", addresses=["2001:db8:ff:1::2/64", "198.51.100.2/30"])
+        lab.connect(inet, "cnlan", addresses=["2001:db8:c::1/64", "198.51.100.17/28"])
+        lab.connect(cn, "cnlan", addresses=[f"{CN6}/64", f"{CN4}/28"])
+        for i, (link, prefix) in enumerate(VISITED.items(), start=2):
+            network = ipaddress.IPv6Network(prefix)
+            lab.connect(inet, link, ifname=f"eth{i}",
+                        addresses=[f"{network.network_address + 1}/64"])
+            inet.advertise(f"eth{i}", [prefix], interval=(0.05, 0.15))
+        lab.connect(inet, "v4net", ifname="eth6", addresses=["198.51.100.33/28"])
+        lab.connect(inet, "natwan", ifname="eth7", addresses=["198.51.100.49/28"])
+        lab.connect(nat, "natlan", addresses=["203.0.113.1/24"])
+        lab.connect(nat, "natwan", addresses=[f"{NAT_PUBLIC}/28"])
+        hr.advertise("eth0", [HOME_PREFIX], interval=(0.05, 0.15))
+
+        hr.routes.add("::/0", "eth1", "2001:db8:ff:1::2")
+        hr.routes.add("0.0.0.0/0", "eth1", "198.51.100.2")
+        inet.routes.add(HOME_PREFIX, "eth0", "2001:db8:ff:1::1")
+        inet.routes.add("192.0.2.0/25", "eth0", "198.51.100.1")
+        ha.routes.add("::/0", "eth0", HR6)
+        ha.routes.add("0.0.0.0/0", "eth0", HR4)
+        cn.routes.add("::/0", "eth0", "2001:db8:c::1")
+        cn.routes.add("0.0.0.0/0", "eth0", "198.51.100.17")
+        nat.routes.add("0.0.0.0/0", "eth1", "198.51.100.49")
+
+        lab.connect(mn, self.start_on)
+        self._home_agent(ha)
+        self._mobile_node(mn)
+        self._echo(cn)
+        if self.start_on in ("v4net", "natlan"):
+            lab.at(0.05, self._dhcp, self.start_on)
+        for when, where in self.moves:
+            lab.at(when, self.move, where)
+
+    def _home_agent(self, ha: Node) -> None:
+        s = self.settings
+        IPsecStack(ha)
+        config = IkeConfig.make(HA_ID, PSK, mode="transport", mobike=False,
+                                pool6=AddressPool.parse("2001:db8:0:1::1000/116"),
+                                home_prefixes=AddressPool.parse(HOME_PREFIX, 64),
+                                local_ts=[TrafficSelector.from_network("::/0"),
+                                          TrafficSelector.from_network("0.0.0.0/0")],
+                                reqid_by_mode={"transport": BU_REQID, "tunnel": PAYLOAD_REQID})
+        daemon = IkeDaemon(ha, config)
+        coupling = HomeAgentCoupling(ha, daemon, HA6, spd_owner=s["spd_owner"],
+                                     k_bit=bool(s["k_bit"]))
+        self.home_agent = HomeAgent(ha, coupling, home_interface="eth0",
+                                    home_prefix=HOME_PREFIX, address4=HA4,
+                                    ipv4_pool="192.0.2.64/26", nat_refresh=s["nat_refresh"])
+
+    def _mobile_node(self, mn: Node) -> None:
+        s = self.settings
+        IPsecStack(mn)
+        config = IkeConfig.make(MN_ID, PSK, HA_ID, mobike=False)
+        daemon = IkeDaemon(mn, config)
+        coupling = MobileNodeCoupling(mn, daemon, HA6, home_agent4=HA4,
+                                      hoa_mode=s["hoa_mode"], spd_owner=s["spd_owner"],
+                                      k_bit=bool(s["k_bit"]),
+                                      protect_payload=bool(s["protect_payload"]))
+        self.mobile = MobileNode(mn, coupling, lifetime=s["lifetime"],
+                                 request_ipv4_home_address=bool(s["ipv4_home_address"]))
+        self.data6 = EchoStream(mn, self.mobile, CN6, interval=s["data_interval"])
+        self.data4 = EchoStream(mn, self.mobile, CN4, interval=s["data_interval"], version=4) \
+            if s["ipv4_home_address"] else None
+
+    def _echo(self, cn: Node) -> None:
+        def answer(datagram: UdpDatagram) -> None:
+            cn.send_udp(datagram.src, datagram.sport, datagram.payload, ECHO_PORT,
+                        src=datagram.dst)
+        cn.bind_udp(ECHO_PORT, answer)
+
+    # -- the script ------------------------------------------------------------------------
+
+    def move(self, where: str) -> None:
+        """Move the MN to link ``where`` (an IPv4-only link also gets its 'DHCP')."""
+        self.lab.move("mn", where, "eth0")
+        if where in ("v4net", "natlan"):
+            self.lab.after(0.05, self._dhcp, where)
+
+    def _dhcp(self, where: str) -> None:
+        if where == "v4net":
+            self.mobile.attach_ipv4("198.51.100.40/28", "198.51.100.33")
+        else:
+            self.mobile.attach_ipv4("203.0.113.10/24", "203.0.113.1")
+
+    # -- the report ------------------------------------------------------------------------
+
+    def _window(self, start: int, end: int | None) -> list[Event]:
+        end = end if end is not None else self.lab.sim.now_us
+        return [e for e in self.lab.events if start <= e.time_us <= end]
+
+    def _handover_report(self, index: int) -> dict[str, Any]:
+        handover = self.mobile.handovers[index]
+        events = self._window(handover.started_us, handover.completed_us)
+        sent = [e for e in events if e.kind == "tx" and e.node in ("mn", "ha")]
+        ike_frames = [e for e in sent if _is_ike(e)]
+        mh_frames = [e for e in sent if _is_mobility(e)]
+        seam = [e for e in events if e.kind == "seam" and e.node in ("mn", "ha")]
+        lost, interruption = self._data_effect(handover)
+        return {
+            "to": handover.to, "coa": handover.coa, "ba_status": handover.ba_status,
+            "k_bit": int(handover.k_bit), "ike_exchanges": handover.ike_exchanges,
+            "ike_messages": len(ike_frames), "seam_crossings": len(seam),
+            "signalling_bytes": sum(len(e.packet) for e in ike_frames + mh_frames),
+            "bu_sent": handover.bu_sent,
+            "duration_ms": None if handover.completed_us is None
+            else round((handover.completed_us - handover.started_us) / 1000, 3),
+            "interruption_ms": interruption, "data_lost": lost,
+        }
+
+    def _data_effect(self, handover) -> tuple[int, float | None]:
+        """Requests sent while the handover ran that were never answered, and the gap in
+        answers around it (from the last answer before the move to the first after)."""
+        stream = self.data6
+        end = handover.completed_us if handover.completed_us is not None \
+            else self.lab.sim.now_us
+        lost = sum(1 for n, t in stream.sent_at.items()
+                   if handover.started_us <= t <= end and n not in stream.answered_at)
+        answers = sorted(stream.answered_at.values())
+        before = [t for t in answers if t < handover.started_us]
+        after = [t for t in answers if t >= handover.started_us]
+        if not before or not after:
+            return lost, None
+        return lost, round((after[0] - before[-1]) / 1000, 3)
+
+    def result(self) -> dict[str, Any]:
+        mobile = self.mobile
+        streams = [s for s in (self.data6, self.data4) if s is not None]
+        return {
+            "mn": {"hoa": str(mobile.home_address) if mobile.home_address else None,
+                   "coa": str(mobile.care_of_address) if mobile.care_of_address else None,
+                   "ipv4_hoa": str(mobile.ipv4_home_address)
+                   if mobile.ipv4_home_address else None,
+                   "at_home": mobile.at_home},
+            "handovers": [self._handover_report(i) for i in range(len(mobile.handovers))],
+            "nat_detected": mobile.nat_detected,
+            "udp_encapsulation": mobile.udp_encapsulation,
+            "data": {"sent": sum(len(s.sent_at) for s in streams),
+                     "received": sum(len(s.answered_at) for s in streams)},
+            "binding_cache": self.home_agent.table(),
+            "home_agent": dict(self.home_agent.stats),
+            "spd_conflicts": sum(1 for e in self.lab.events
+                                 if e.kind == "seam" and e.data.get("error") == "EEXIST"),
+        }
+
+    def ok(self) -> bool:
+        handovers = self.mobile.handovers
+        return (bool(handovers) and all(h.ba_status is not None and h.ba_status < 128
+                                        for h in handovers)
+                and self.data6.answered_at != {})
+
+    def security_associations(self) -> list:
+        return super().security_associations()
+
+
+def _payload(event: Event) -> bytes:
+    return event.packet or b""
+
+
+def _is_ike(event: Event) -> bool:
+    """A frame carrying IKE: UDP 500, or UDP 4500 with the non-ESP marker."""
+    frame = _payload(event)
+    if len(frame) < 14:
+        return False
+    ethertype = int.from_bytes(frame[12:14], "big")
+    l3 = frame[14:]
+    if ethertype == 0x86DD and len(l3) >= 48 and l3[6] == 17:
+        udp = l3[40:]
+    elif ethertype == 0x0800 and len(l3) >= 28 and l3[9] == 17:
+        udp = l3[(l3[0] & 0x0F) * 4:]
+    else:
+        return False
+    ports = {int.from_bytes(udp[0:2], "big"), int.from_bytes(udp[2:4], "big")}
+    if 500 in ports:
+        return True
+    return 4500 in ports and udp[8:12] == b"\x00\x00\x00\x00" and len(udp) > 12
+
+
+def _is_mobility(event: Event) -> bool:
+    """A frame carrying a BU or BA: to or from the HA, with ESP inside IPv6 (directly,
+    after a HAO or RH2) or in UDP 4191."""
+    frame = _payload(event)
+    if len(frame) < 54:
+        return False
+    ethertype = int.from_bytes(frame[12:14], "big")
+    l3 = frame[14:]
+    if ethertype == 0x0800 and l3[9] == 17:
+        udp = l3[(l3[0] & 0x0F) * 4:]
+        ports = {int.from_bytes(udp[0:2], "big"), int.from_bytes(udp[2:4], "big")}
+        if 4191 not in ports or len(udp) < 48 or udp[8] >> 4 != 6:
+            return False
+        l3 = udp[8:]
+    if l3[0] >> 4 != 6:
+        return False
+    addresses = {str(ipaddress.IPv6Address(l3[8:24])), str(ipaddress.IPv6Address(l3[24:40]))}
+    if HA6 not in addresses:
+        return False
+    nh, offset = l3[6], 40
+    while nh in (0, 43, 60) and offset + 2 <= len(l3):
+        nh, offset = l3[offset], offset + 8 * (l3[offset + 1] + 1)
+    return nh in (50, 135)
+
+
+# -- the five scenarios -----------------------------------------------------------------
+
+
+class HomeRegistration(MobilityScenario):
+    name = "home-registration"
+    description = ("MN boots in a visited IPv6 network: IKEv2 from its CoA gets it a home "
+                   "address, the BU/BA go in ESP, and a CN talks to the HoA through the HA")
+    duration = 8.0
+
+
+class Handover(MobilityScenario):
+    name = "handover"
+    description = ("MN boots in visit1, then moves to visit2, visit3 and visit4; "
+                   "--set k_bit=0|1 shows what the K bit saves")
+    duration = 21.0
+    moves = [(5.0, "visit2"), (10.0, "visit3"), (15.0, "visit4")]
+
+
+class ReturnHome(MobilityScenario):
+    name = "return-home"
+    description = "MN registers from visit1, moves to visit2, then comes home and deregisters"
+    duration = 15.0
+    moves = [(5.0, "visit2"), (10.0, "home")]
+
+    def ok(self) -> bool:
+        return super().ok() and self.mobile.at_home and len(self.home_agent.cache) == 0
+
+
+class Dsmip6V4(MobilityScenario):
+    name = "dsmip6-v4"
+    description = ("DSMIP6 from a public IPv4-only network: IKEv2 over IPv4, the BU in "
+                   "IPv4/UDP 4191 with the IPv4 CoA option, an IPv4 home address, no NAT")
+    duration = 10.0
+    start_on = "v4net"
+    options = {**MobilityScenario.options, "ipv4_home_address": 1, "protect_payload": 0}
+
+    def ok(self) -> bool:
+        return super().ok() and not self.mobile.nat_detected and \
+            self.mobile.ipv4_home_address is not None and bool(self.data4.answered_at)
+
+
+class Dsmip6Nat(MobilityScenario):
+    name = "dsmip6-nat"
+    description = ("DSMIP6 through a NAT: from IPv6 into an IPv4-only network behind a NAT "
+                   "(NAT detected, UDP encapsulation, keepalives), a NAT rebinding, then home")
+    duration = 30.0
+    options = {**MobilityScenario.options, "ipv4_home_address": 1, "protect_payload": 0}
+    moves = [(5.0, "natlan"), (24.0, "home")]
+    rebind_at = 13.0
+
+    def build(self, lab: Lab) -> None:
+        super().build(lab)
+        lab.at(self.rebind_at, self._rebind)
+
+    def _rebind(self) -> None:
+        self.rebound = self.lab.nodes["nat"].nat.rebind()
+
+    def result(self) -> dict[str, Any]:
+        result = super().result()
+        stream = self.data6
+        after = [t for t in stream.answered_at.values() if t > self.rebind_at * 1e6]
+        result["nat_rebinding"] = {"ports": getattr(self, "rebound", []),
+                                   "answers_after": len(after)}
+        return result
+
+    def ok(self) -> bool:
+        natlan = [h for h in self.mobile.handovers if h.to == "natlan"]
+        return super().ok() and bool(natlan) and bool(getattr(self, "rebound", [])) and \
+            self.result()["nat_rebinding"]["answers_after"] > 0 and self.mobile.at_home
+
+
+MOBILITY_SCENARIOS = (HomeRegistration, Handover, ReturnHome, Dsmip6V4, Dsmip6Nat)
