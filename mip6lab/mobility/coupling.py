@@ -218,7 +218,8 @@ class MobileNodeCoupling(_Coupling):
                 interface = ipaddress.ip_interface(event.value)
                 self._home_address(interface.ip, interface.network)
             elif event.attribute == "MIP6_HOME_PREFIX":
-                prefix = ipaddress.ip_network(event.value)
+                value = event.value      # the initiator reads a HomePrefix(prefix, lifetime)
+                prefix = ipaddress.ip_network(getattr(value, "prefix", value))
                 hoa = address_in_prefix(prefix, self.node.interface("eth0").mac)
                 self.node.announce("coupling", f"home address {hoa} autoconfigured from "
                                    f"MIP6_HOME_PREFIX {prefix} (RFC 5026 §5.3.2)")

@@ -263,7 +263,12 @@ class MobileNode:
             elif isinstance(event, SequenceNumberResynchronized):
                 self._announce(f"135 from the HA: sequence number {event.old} → {event.new}")
             elif isinstance(event, UseUdpEncapsulation):
+                # RFC 5555 §4.2: "sets the tunnel to the home agent to UDP encapsulation"
                 self.udp_encapsulation = event.nat_detected
+                if self.tunnel is not None and self.tunnel.remote.version == 4:
+                    self.tunnel = TunnelEndpoint(
+                        self.tunnel.local, self.tunnel.remote,
+                        (DSMIP6_UDP_PORT, DSMIP6_UDP_PORT) if event.nat_detected else None)
             else:
                 self._announce(type(event).__name__)
         self._arm()
@@ -281,7 +286,7 @@ class MobileNode:
                        f"{'K ' if bu.k else ''}CoA {bu.care_of_address or bu.ipv4_care_of_address}"
                        f"{' (retransmission)' if bu.retransmission else ''}",
                        sequence=bu.sequence_number)
-        if bu.ipv4_care_of_address is not None:
+        if bu.ipv4_care_of_address is not None and bu.care_of_address != bu.home_address:
             options.append(MIP6OptIPv4CareOfAddress(coa=str(bu.ipv4_care_of_address)))
             packet = build_bu(str(bu.home_address), None, str(bu.home_agent),
                               bu.sequence_number, seconds, **common)
@@ -441,6 +446,15 @@ class MobileNode:
                 self.stats["no_tunnel"] += 1
                 self.node.drop("mip6", "no binding yet: nothing to tunnel with", l3,
                                ethertype=0x86DD if version == 6 else 0x0800)
+            return None
+        route = self.node.routes.lookup(self.tunnel.remote)
+        if route is None or route.interface == TUNNEL:
+            # the registered tunnel's end is out of reach from here (the MN moved and the
+            # new binding is not acknowledged yet, RFC 5555 §5.1): the packet is lost
+            self.stats["tunnel_unreachable"] += 1
+            self.node.drop("mip6", f"tunnel {self.tunnel.describe()} unreachable from this "
+                           "network until the new binding", l3,
+                           ethertype=0x86DD if version == 6 else 0x0800)
             return None
         self.stats["tunnelled_out"] += 1
         self.node.route_out(encapsulate(l3, self.tunnel), protect=False)

@@ -111,11 +111,14 @@ class MobilityScenario(Scenario):
 
     def build(self, lab: Lab) -> None:
         s = self.settings
-        conditions = {"loss": s["loss"], "delay": s["delay"]}
-        for name in ("home", "cnlan", *VISITED, "v4net", "natlan"):
-            lab.add_link(name, "segment", **conditions)
+        # ``loss`` is the visited access links' (the MN's radio); the rest is clean
+        access = {"loss": s["loss"], "delay": s["delay"]}
+        for name in (*VISITED, "v4net", "natlan"):
+            lab.add_link(name, "segment", **access)
+        for name in ("home", "cnlan"):     # the home link carries the HA's proxy ND too
+            lab.add_link(name, "segment", delay=s["delay"])
         for name in ("uplink", "natwan"):
-            lab.add_link(name, "p2p", **conditions)
+            lab.add_link(name, "p2p", delay=s["delay"])
         hr, inet = lab.add_router("hr"), lab.add_router("inet")
         ha = lab.add_router("ha")
         cn = lab.add_host("cn")
