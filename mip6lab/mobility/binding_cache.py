@@ -374,6 +374,16 @@ def _check_sequence_number(c: _Context) -> Optional[str]:
     return None
 
 
+def _check_forced_udp(c: _Context) -> Optional[str]:
+    # RFC 5555 §4.5: "If the F flag in the binding update is set, the home agent needs
+    # to determine whether it accepts forcing UDP encapsulation. If it does not, the
+    # binding acknowledgement is sent with error code 144."
+    if c.bu.f and not c.bu.is_deregistration and \
+            not c.cache.config.accept_forced_udp_encapsulation:
+        return "forced UDP encapsulation (F flag) is not accepted here"
+    return None
+
+
 def _check_home_registration_exists(c: _Context) -> Optional[str]:
     # §10.3.2: a de-registration with no home registration entry.
     if c.bu.is_deregistration and c.existing is None:
@@ -403,6 +413,7 @@ HOME_REGISTRATION_CHECKS: tuple[tuple[BindingAckStatus, Callable[[_Context], Opt
     (Status.INSUFFICIENT_RESOURCES, _check_resources),                      # §10.3.1
     (Status.REGISTRATION_TYPE_CHANGE_DISALLOWED, _check_registration_type),  # §9.5.1
     (Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, _check_sequence_number),         # §9.5.1
+    (Status.FORCED_UDP_ENCAPSULATION_REFUSED, _check_forced_udp),            # RFC 5555 §4.5
     (Status.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE, _check_home_registration_exists),  # §10.3.2
     (Status.DUPLICATE_ADDRESS_DETECTION_FAILED, _check_duplicate_address),  # §10.3.1
 )

@@ -26,7 +26,7 @@ _HALF = SEQUENCE_MODULUS // 2
 
 
 class BindingAckStatus(IntEnum):
-    """Binding Acknowledgement Status values (RFC 6275 §6.1.8)."""
+    """Binding Acknowledgement Status values (RFC 6275 §6.1.8, RFC 5555 §8)."""
 
     ACCEPTED = 0
     ACCEPTED_PREFIX_DISCOVERY_NECESSARY = 1
@@ -42,6 +42,8 @@ class BindingAckStatus(IntEnum):
     EXPIRED_CARE_OF_NONCE_INDEX = 137
     EXPIRED_NONCES = 138
     REGISTRATION_TYPE_CHANGE_DISALLOWED = 139
+    # RFC 5555 §4.5 / §8: the HA does not accept the F flag's forced UDP encapsulation
+    FORCED_UDP_ENCAPSULATION_REFUSED = 144
 
     @property
     def accepted(self) -> bool:

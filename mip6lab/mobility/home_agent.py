@@ -61,7 +61,7 @@ class HomeAgent:
     def __init__(self, node: Node, coupling: HomeAgentCoupling, *, home_interface: str,
                  home_prefix: str, address4: str | None = None,
                  ipv4_pool: str | None = None, max_lifetime: int = 0xFFFF,
-                 nat_refresh: int = 30, force_udp: bool = False) -> None:
+                 nat_refresh: int = 30, accept_forced_udp: bool = True) -> None:
         self.node = node
         self.coupling = coupling
         self.home_interface = node.interface(home_interface)
@@ -70,10 +70,10 @@ class HomeAgent:
         self.address4 = IPv4Address(address4) if address4 else None
         self.ipv4_pool = AddressPool.parse(ipv4_pool) if ipv4_pool else None
         self.nat_refresh = nat_refresh          # RFC 5555 §3.2.2 refresh time, seconds
-        self.force_udp = force_udp              # the F flag in the NAT Detection option
         self.cache = BindingCache(HomeAgentConfiguration(
             home_prefixes={self.home_prefix: None}, max_lifetime=max_lifetime,
-            key_management_mobility=coupling.k_bit))
+            key_management_mobility=coupling.k_bit,
+            accept_forced_udp_encapsulation=accept_forced_udp))
         self.stats: Counter[str] = Counter()
         self.by_ipv4: dict[IPv4Address, IPv6Address] = {}
         self._udp_context: tuple[IPv4Address, int] | None = None

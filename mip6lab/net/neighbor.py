@@ -121,7 +121,10 @@ class NeighborTable:
             for l3, ethertype in pending.queue:
                 self.node.drop("nd", f"address resolution of {nexthop} failed", l3,
                                ethertype=ethertype)
-                self.node.icmp_error(l3, ethertype, "address-unreachable", iface)
+                if self.node.forwarding:   # a router's answer about a packet it forwarded;
+                    # a host's own packet (perhaps from an address it no longer has, after
+                    # a move) gets no ICMP error from itself
+                    self.node.icmp_error(l3, ethertype, "address-unreachable", iface)
             return
         pending.tries += 1
         if nexthop.version == 6:

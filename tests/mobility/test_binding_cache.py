@@ -245,7 +245,19 @@ def test_no_nat_no_forced_udp():
 
 
 def test_check_order_is_the_rfc_order():
-    assert [int(s) for s, _ in HOME_REGISTRATION_CHECKS] == [131, 132, 129, 130, 139, 135, 133, 134]
+    assert [int(s) for s, _ in HOME_REGISTRATION_CHECKS] == [131, 132, 129, 130, 139, 135, 144,
+                                                             133, 134]
+
+
+def test_forced_udp_refused_144_when_the_ha_does_not_accept_it():
+    bc = cache(accept_forced_udp_encapsulation=False)
+    v4 = dict(coa=None, ipv4_care_of_address=V4("203.0.113.5"),
+              outer_ipv4_source=V4("203.0.113.5"), outer_udp_source_port=4191)
+    status, entry, events = bc.process_bu(bu(f=True, **v4), "mn-a", pad, 0)
+    assert status == 144 and entry is None and len(bc) == 0 and ba(events).status == 144
+    # RFC 5555 §4.4.2: the MN "MAY resend the binding update without setting the F flag"
+    status, entry, _ = bc.process_bu(bu(seq=11, **v4), "mn-a", pad, 1)
+    assert status == 0 and not entry.udp_encapsulation
 
 
 def test_table_rows():
