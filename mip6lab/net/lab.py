@@ -9,6 +9,10 @@ and the nodes and links. It is the object a notebook holds::
     lab.run_until(lambda lab: ...)  # until a condition holds
     lab.reset()                     # rebuild from scratch: the same seed replays exactly
 
+A lab whose links include real devices (:meth:`Lab.add_packet_link`, root only) holds
+sockets: :meth:`Lab.close` (or ``with Lab(...) as lab:``) releases them, and such a lab
+is run against the wall clock by :class:`~mip6lab.net.realtime.RealTimeRunner`.
+
 The topology is a networkx graph (:attr:`Lab.graph`): one vertex per node and one per
 link, an edge per attached interface, so shared segments draw as they are.
 """
@@ -27,6 +31,7 @@ from .interface import Interface
 from .link import Link, LinkConditions
 from .nat import NatRouter
 from .node import Node
+from .packet_link import NamespaceRef, PacketLink
 from .router import Router
 from .sim import ScheduledCall, Simulator, seconds_to_us
 from .slaac import Host
@@ -55,6 +60,8 @@ class Lab:
         """Throw everything away and build the topology again (with ``seed`` if given)."""
         if seed is not None:
             self.seed = seed
+        if getattr(self, "links", None):
+            self.close()  # the sockets of the old topology's packet links
         self.sim = Simulator(self.seed)
         self.trace = Trace(lambda: self.sim.now_us)
         self.nodes: dict[str, Node] = {}
@@ -93,6 +100,18 @@ class Lab:
         if name in self.links or name in self.nodes:
             raise ValueError(f"name {name!r} is already used in this lab")
         link = Link(self, name, kind, LinkConditions(**conditions))
+        self.links[name] = link
+        return link
+
+    def add_packet_link(self, name: str, netns: NamespaceRef, device: str,
+                        peer: str = "kernel", allow_own_namespace: bool = False
+                        ) -> PacketLink:
+        """A link that is the real ``device`` in network namespace ``netns`` (root
+        only; see :mod:`mip6lab.net.packet_link`). Connect one node interface to it."""
+        if name in self.links or name in self.nodes:
+            raise ValueError(f"name {name!r} is already used in this lab")
+        link = PacketLink(self, name, netns, device, peer=peer,
+                          allow_own_namespace=allow_own_namespace)
         self.links[name] = link
         return link
 
@@ -184,6 +203,22 @@ class Lab:
                 return predicate(self)
             self.sim.step()
         return predicate(self)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release what the lab holds outside this process: the sockets of its packet
+        links. Idempotent; a lab of simulated links holds nothing."""
+        for link in self.links.values():
+            close = getattr(link, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- reading ---------------------------------------------------------------------------
 
