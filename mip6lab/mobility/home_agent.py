@@ -30,11 +30,10 @@ import ipaddress
 from collections import Counter
 from typing import Any
 
-from scapy.layers.inet6 import (HAO, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6,
-                                IPv6ExtHdrDestOpt, MIP6MH_BA, MIP6OptBRAdvice)
+from scapy.layers.inet6 import HAO, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, IPv6ExtHdrDestOpt
 from scapy.packet import Packet
 
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ikev2.pools import AddressPool, PoolExhausted
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
@@ -155,7 +154,7 @@ class HomeAgent:
                 ipv4_care_of_address=IPv4Address(v4coa.coa) if v4coa is not None else None,
                 outer_ipv4_source=udp[0] if udp else None,
                 outer_udp_source_port=udp[1] if udp else None)
-        except Exception as exc:          # a BU the request cannot hold (no CoA at all)
+        except (LocalProtocolError, ValueError) as exc:   # e.g. no care-of address at all
             self._refuse("malformed", f"unusable Binding Update: {exc}", raw)
             return
         existing = self.cache.get(hoa)
