@@ -8,6 +8,13 @@ it to the end.
 
 Options are declared with their defaults in :attr:`Scenario.options`; a value given as
 text (``--set loss=0.2``) is converted to the default's type.
+
+Backends: every scenario runs on the in-process network (``backend="inproc"``, the
+default: simulated clock, no root). A scenario that lists ``"netns"`` in
+:attr:`Scenario.backends` can also run on real Linux network namespaces (root): its
+``build`` then makes them, :meth:`Scenario.run` drives the lab against the wall clock
+(``time_scale`` simulated seconds per real one), calls :meth:`Scenario.finish` and then
+:meth:`Scenario.close`, which releases everything outside the process, whatever happens.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..net.lab import Lab
+
+#: simulated seconds per real second on a real-time backend (BU lifetimes, keepalives
+#: and retransmissions are timers of the simulated clock, so they scale with it)
+DEFAULT_TIME_SCALE = 4.0
 
 
 class ScenarioError(ValueError):
@@ -43,8 +54,20 @@ class Scenario:
     description: ClassVar[str] = ""
     duration: ClassVar[float] = 10.0
     options: ClassVar[dict[str, Any]] = {}
+    #: where the scenario can run: "inproc" always; "netns" when it can build on namespaces
+    backends: ClassVar[tuple[str, ...]] = ("inproc",)
 
-    def __init__(self, seed: int = 0, **options: Any) -> None:
+    def __init__(self, seed: int = 0, *, backend: str = "inproc",
+                 time_scale: float = DEFAULT_TIME_SCALE, capture: str | None = None,
+                 **options: Any) -> None:
+        if backend not in self.backends:
+            raise ScenarioError(f"{self.name} runs on the {' or '.join(self.backends)} "
+                                f"backend, not {backend!r}")
+        if not isinstance(time_scale, (int, float)) or not time_scale > 0:
+            raise ScenarioError(f"time_scale must be a positive number, not {time_scale!r}")
+        #: "inproc" or "netns"; ``time_scale`` and ``capture`` (a pcapng path the real
+        #: backend records into while it runs) matter on a real-time backend only
+        self.backend, self.time_scale, self.capture = backend, float(time_scale), capture
         unknown = set(options) - set(self.options)
         if unknown:
             raise ScenarioError(f"{self.name} has no option {', '.join(sorted(unknown))}; "
@@ -62,9 +85,37 @@ class Scenario:
         raise NotImplementedError
 
     def run(self) -> dict[str, Any]:
-        """Run to the end and return the JSON-ready report."""
-        self.lab.run(until=self.duration)
-        return self.report()
+        """Run to the end and return the JSON-ready report.
+
+        On a real-time backend: against the wall clock, then :meth:`finish`, the report,
+        and :meth:`close` in every case (an exception or Ctrl-C included)."""
+        if self.backend == "inproc":
+            self.lab.run(until=self.duration)
+            return self.report()
+        from ..net.realtime import RealTimeRunner
+
+        try:
+            self.runner = RealTimeRunner(self.lab, self.time_scale)
+            self.runner.run(until=self.duration)
+            self.finish()
+            return self.report()
+        finally:
+            self.close()
+
+    def finish(self) -> None:
+        """After a real-time run, before the report: stop recording, read what the
+        real network knows (a subclass's business; nothing here)."""
+
+    def close(self) -> None:
+        """Release what the scenario holds outside this process (sockets, namespaces,
+        processes). Idempotent."""
+        self.lab.close()
+
+    def __enter__(self) -> Scenario:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def result(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -90,7 +141,7 @@ class Scenario:
     def report(self) -> dict[str, Any]:
         """The contract every scenario's ``--json`` output keeps."""
         events = self.lab.events
-        return {
+        report = {
             "scenario": self.name,
             "seed": self.lab.seed,
             "backend": self.lab.backend,
@@ -103,3 +154,9 @@ class Scenario:
             "result": self.result(),
             "ok": self.ok(),
         }
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            report["realtime"] = {"time_scale": runner.time_scale,
+                                  "max_lateness": round(runner.max_lateness, 6),
+                                  "frames_read": runner.frames}
+        return report

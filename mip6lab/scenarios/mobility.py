@@ -106,10 +106,33 @@ class MobilityScenario(Scenario):
     #: where the MN is when the scenario starts, and (time, place) moves after that
     start_on = "visit1"
     moves: list[tuple[float, str]] = []
+    backends = ("inproc", "netns")
+    #: the scenario's real network on the netns backend (None in process)
+    netns = None
 
     # -- topology --------------------------------------------------------------------------
 
     def build(self, lab: Lab) -> None:
+        if self.backend == "netns":
+            # the same topology as namespaces, kernel routers, radvd, a real NAT; the MN
+            # and the HA stay nodes of this lab (scenarios/netns_topology.py)
+            from .netns_topology import NetnsMobilityNetwork
+
+            if self.netns is not None:     # Lab.reset(): the old namespaces go first
+                self.netns.close()
+            self.netns = NetnsMobilityNetwork(self, lab)
+            ha, mn = self.netns.build()
+        else:
+            ha, mn = self._inproc_topology(lab)
+        self._home_agent(ha)
+        self._mobile_node(mn)
+        if self.start_on in ("v4net", "natlan"):
+            lab.at(0.05, self._dhcp, self.start_on)
+        for when, where in self.moves:
+            lab.at(when, self.move, where)
+
+    def _inproc_topology(self, lab: Lab) -> tuple[Node, Node]:
+        """The simulated routers, NAT and CN; the HA and MN nodes, not yet assembled."""
         s = self.settings
         # ``loss`` is the visited access links' (the MN's radio); the rest is clean
         access = {"loss": s["loss"], "delay": s["delay"]}
@@ -154,13 +177,8 @@ class MobilityScenario(Scenario):
         nat.routes.add("0.0.0.0/0", "eth1", "198.51.100.49")
 
         lab.connect(mn, self.start_on)
-        self._home_agent(ha)
-        self._mobile_node(mn)
         self._echo(cn)
-        if self.start_on in ("v4net", "natlan"):
-            lab.at(0.05, self._dhcp, self.start_on)
-        for when, where in self.moves:
-            lab.at(when, self.move, where)
+        return ha, mn
 
     def _home_agent(self, ha: Node) -> None:
         s = self.settings
@@ -203,7 +221,10 @@ class MobilityScenario(Scenario):
 
     def move(self, where: str) -> None:
         """Move the MN to link ``where`` (an IPv4-only link also gets its 'DHCP')."""
-        self.lab.move("mn", where, "eth0")
+        if self.netns is not None:
+            self.netns.move(where)         # its veth re-homed to another bridge
+        else:
+            self.lab.move("mn", where, "eth0")
         if where in ("v4net", "natlan"):
             self.lab.after(0.05, self._dhcp, where)
 
@@ -272,6 +293,15 @@ class MobilityScenario(Scenario):
             "spd_conflicts": sum(1 for e in self.lab.events
                                  if e.kind == "seam" and e.data.get("error") == "EEXIST"),
         }
+
+    def finish(self) -> None:
+        if self.netns is not None:
+            self.netns.finish()
+
+    def close(self) -> None:
+        super().close()
+        if self.netns is not None:
+            self.netns.close()
 
     def ok(self) -> bool:
         handovers = self.mobile.handovers
@@ -386,7 +416,10 @@ class Dsmip6Nat(MobilityScenario):
         lab.at(self.rebind_at, self._rebind)
 
     def _rebind(self) -> None:
-        self.rebound = self.lab.nodes["nat"].nat.rebind()
+        if self.netns is not None:         # conntrack -F: new ports on the next packets
+            self.rebound = self.netns.rebind_nat()
+        else:
+            self.rebound = self.lab.nodes["nat"].nat.rebind()
 
     def result(self) -> dict[str, Any]:
         result = super().result()
