@@ -39,7 +39,7 @@ class IkeDaemon:
 
     def __init__(self, node: Node, config: IkeConfig, name: str = "iked",
                  cookie_threshold: int | None = None, install_virtual_ips: bool = True,
-                 install_policies: bool = True) -> None:
+                 install_policies: bool = True, unique_ids: bool = True) -> None:
         self.node = node
         self.config = config
         self.name = name
@@ -62,6 +62,9 @@ class IkeDaemon:
         self.install_policies = install_policies
         # who else wants the engines' events (a mobility module: RFC 4877's coupling)
         self.listeners: list[Callable[[IkeSa, Any], None]] = []
+        # a peer's new IKE SA replaces its older ones (strongSwan's uniqueids=yes, the
+        # effect of RFC 7296 §2.4's INITIAL_CONTACT): one set of SAs per identity
+        self.unique_ids = unique_ids
         self._cookie_secret = self._random(32)
         self.cookies_sent = 0
         node.bind_udp(IKE_PORT, self._datagram)
@@ -195,6 +198,13 @@ class IkeDaemon:
     def _handle(self, sa: IkeSa, event) -> None:
         if isinstance(event, IkeSaEstablished):
             self.established.append(sa)
+            if self.unique_ids and not sa.initiator:
+                for older in list(self.sas.values()):
+                    if older is not sa and not older.initiator and older.state != "CLOSED" \
+                            and older.peer_id == sa.peer_id and older.replaced_by is None:
+                        self._announce(older, f"replaced by [{sa.spi_i.hex()[:8]}], a newer "
+                                       f"IKE SA of {sa.peer_id[1]} (unique IDs)")
+                        self.forget(older)
             if sa.nat_local:     # we are behind a NAT: keep its mapping (RFC 3948 §2.3)
                 self.ipsec.start_keepalives(str(sa.local), str(sa.remote),
                                             interval=self.config.nat_keepalive)

@@ -201,6 +201,10 @@ class MobileNodeCoupling(_Coupling):
         if peer is None:
             raise ValueError("an IPv4 care-of address needs the home agent's IPv4 address")
         self.ready = False
+        if self.ike_sa is not None and self.ike_sa.state != "CLOSED":
+            # moved again before the last one finished: that SA's address is gone
+            self._request(f"DISCARD IKE SA {self.ike_sa.local} ↔ {self.ike_sa.remote}")
+            self.ike.forget(self.ike_sa)
         self._request(f"INITIATE IKE SA {coa} → {peer}, CFG_REQUEST "
                       f"{'INTERNAL_IP6_ADDRESS' if self.hoa_mode == 'address' else 'MIP6_HOME_PREFIX'}",
                       peer=str(peer), local=str(coa))
@@ -285,10 +289,7 @@ class MobileNodeCoupling(_Coupling):
         """The MN moved to ``new_coa`` and wants to send a BU. True: send it now (K=1,
         the SAs are the HoA's); False: IKE runs again first, :attr:`on_ready` follows."""
         new_coa = ipaddress.ip_address(new_coa)
-        same_family = self.ike_endpoint is not None and self.ike_endpoint.version == \
-            new_coa.version
-        if self.k_bit and same_family and self.ike_sa is not None \
-                and self.ike_sa.state == "ESTABLISHED":
+        if self.ike_survives(new_coa):
             return True
         # K=0 (or a new address family: the IKE SA cannot follow, RFC 5555 §5.1 "the IKE
         # SA should be re-negotiated"): drop the old IKE SA here, start from the CoA
@@ -298,22 +299,26 @@ class MobileNodeCoupling(_Coupling):
         self.start(new_coa)
         return False
 
-    def key_management_follows(self, old_coa, new_coa) -> bool:
-        """Whether this handover keeps the IKE SA (K=1 and the same address family)."""
-        return self.k_bit and old_coa is not None and \
-            ipaddress.ip_address(old_coa).version == ipaddress.ip_address(new_coa).version \
-            and self.ike_endpoint == ipaddress.ip_address(old_coa)
+    def ike_survives(self, new_coa) -> bool:
+        """§11.7.1: set K when the IKE SA can follow the CoA -- K=1 configured, an
+        established IKE SA, and the same address family (RFC 5555 §5.1)."""
+        new_coa = ipaddress.ip_address(new_coa)
+        return self.k_bit and self.ike_sa is not None and self.ike_sa.state == "ESTABLISHED" \
+            and self.ike_endpoint is not None and self.ike_endpoint.version == new_coa.version
 
-    def after_binding_acknowledgement(self, old_coa, new_coa, k: bool) -> None:
-        """The HA accepted the BU with K set: move the tunnel-mode SAs and the IKE SA
-        to the new CoA with MIGRATE (K flag: IKE follows), RFC 6275 §11.7.3."""
-        if not k or old_coa is None or self.ike_endpoint != ipaddress.ip_address(old_coa):
+    def after_binding_acknowledgement(self, new_coa, k: bool) -> None:
+        """The HA accepted the BU with K set: move the tunnel-mode SAs and the IKE SA from
+        where IKE runs now to the new CoA with MIGRATE (K flag: IKE follows), RFC 6275
+        §11.7.3. From the IKE SA's endpoint, not the last registered CoA: a BA may have
+        been lost on the way."""
+        if not k or self.ike_endpoint is None:
             return
-        old, new = ipaddress.ip_address(old_coa), ipaddress.ip_address(new_coa)
+        old, new = self.ike_endpoint, ipaddress.ip_address(new_coa)
         if old == new or old.version != new.version:
             return
         peer = self.ike_sa.remote
-        if self.protect_payload:
+        if self.protect_payload and self._policy(
+                payload_selectors(self.home_address, at_home_agent=False)) is not None:
             self._migrate(payload_selectors(self.home_address, at_home_agent=False),
                           MigrateRequest(old, peer, new, peer, "tunnel", PAYLOAD_REQID),
                           k_bit=True)
@@ -322,7 +327,6 @@ class MobileNodeCoupling(_Coupling):
                           MigrateRequest(old, peer, new, peer, "transport", BU_REQID),
                           k_bit=True)
         self.ike_endpoint = new
-
 
     def returned_home(self) -> None:
         """§11.5.5: at home the HoA's traffic is not tunnelled; the payload entry goes

@@ -196,9 +196,6 @@ class HomeAgent:
                 self.by_ipv4[entry.ipv4_home_address] = entry.home_address
             if isinstance(event, BindingCreated):
                 self._advertise(entry.home_address)
-            old = existing.care_of_address if existing else None
-            self.coupling.binding_moved(entry.home_address, identity, old,
-                                        entry.care_of_address, entry.k)
             self._announce(f"binding {entry.home_address} → {self._where(entry)}"
                            f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
                            home_address=str(entry.home_address), coa=self._where(entry))
@@ -213,7 +210,10 @@ class HomeAgent:
             if existing is not None and existing.care_of_address is not None:
                 self.coupling.discard_ike(identity, existing.care_of_address)
         elif isinstance(event, MoveKeyManagementEndpoint):
-            pass    # done with binding_moved, which knows the SAs
+            # K set: the IKE SA (and the tunnel SAs) follow -- to the new CoA, or to the
+            # home address when the MN deregisters from home (§10.3.2)
+            self.coupling.binding_moved(request.home_address, identity, event.old_address,
+                                        event.new_address, True)
         elif isinstance(event, SendBindingAcknowledgement):
             self._send_ba(event, request, source, udp)
 

@@ -81,6 +81,7 @@ class Handover:
     started_us: int
     k_bit: bool
     ike_before: int = 0              # the coupling's IKE exchanges when it started
+    link_changed_us: int = 0         # when the MN changed links (before it noticed)
     ike_exchanges: int = 0
     ba_status: int | None = None
     completed_us: int | None = None
@@ -112,6 +113,7 @@ class MobileNode:
         self.nat_detected = False
         self.at_home = False
         self.link_name: str | None = self.iface.link.name if self.iface.link else None
+        self.link_changed_us = 0          # when the MN last left or joined a link
         self.ipv4_gateway: IPv4Address | None = None
         self.handovers: list[Handover] = []
         self._timer: ScheduledCall | None = None
@@ -140,6 +142,7 @@ class MobileNode:
     def _link_changed(self, iface, up: bool) -> None:
         if iface is not self.iface:
             return
+        self.link_changed_us = self.node.sim.now_us
         if up:
             self.link_name = iface.link.name
             return
@@ -177,10 +180,11 @@ class MobileNode:
         old = self.care_of_address
         self.care_of_address = coa
         self.at_home = False
-        k = self.coupling.k_bit and self.coupling.key_management_follows(old, coa) \
-            if self.home_address is not None else self.coupling.k_bit
+        k = self.coupling.ike_survives(coa) if self.home_address is not None \
+            else self.coupling.k_bit
         handover = Handover(link, str(coa), self.node.sim.now_us, k,
-                            ike_before=self.coupling.ike_exchanges_started)
+                            ike_before=self.coupling.ike_exchanges_started,
+                            link_changed_us=self.link_changed_us)
         self.handovers.append(handover)
         self._announce(f"care-of address {coa} on {link}" + (f" (was {old})" if old else ""),
                        coa=str(coa), link=link)
@@ -305,7 +309,6 @@ class MobileNode:
         self.node.route_out(bytes(packet))
 
     def _accepted(self, event: RegistrationAccepted) -> None:
-        old = self.registered
         new = self.care_of_address
         self.registered = new
         entry = self.bul.get(self.home_address)
@@ -316,7 +319,7 @@ class MobileNode:
                                          (DSMIP6_UDP_PORT, DSMIP6_UDP_PORT)
                                          if self.udp_encapsulation else None)
         self._routes(away=True)
-        self.coupling.after_binding_acknowledgement(old, new, entry.k if entry else False)
+        self.coupling.after_binding_acknowledgement(new, entry.k if entry else False)
         self._announce(f"registered at {new} for {event.lifetime * UNITS} s "
                        f"({event.status.name})", coa=str(new))
         self._finish(int(event.status))
@@ -332,12 +335,11 @@ class MobileNode:
 
     def _returned_home(self, movement: Movement) -> None:
         self.at_home = True
-        old = self.care_of_address
         self.care_of_address = self.home_address
         handover = Handover(movement.link, str(self.home_address), self.node.sim.now_us,
-                            self.coupling.k_bit and self.coupling.key_management_follows(
-                                old, self.home_address),
-                            ike_before=self.coupling.ike_exchanges_started)
+                            self.coupling.ike_survives(self.home_address),
+                            ike_before=self.coupling.ike_exchanges_started,
+                            link_changed_us=self.link_changed_us)
         self.handovers.append(handover)
         self._announce(f"back on the home link {movement.link}: deregistering",
                        link=movement.link)
@@ -356,9 +358,8 @@ class MobileNode:
         self._perform(self.bul.deregister(self.home_address, self.node.sim.now_us))
 
     def _deregistered(self) -> None:
-        old = self.registered
         self.registered = None
-        self.coupling.after_binding_acknowledgement(old, self.home_address,
+        self.coupling.after_binding_acknowledgement(self.home_address,
                                                     self.handovers[-1].k_bit)
         # §11.5.5: "multicast onto the home link ... a Neighbor Advertisement" with O set
         na = (IPv6(src=str(self.home_address), dst="ff02::1", hlim=255)

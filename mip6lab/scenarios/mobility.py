@@ -250,7 +250,9 @@ class MobilityScenario(Scenario):
         lost, interruption = self._data_effect(handover)
         return {
             "to": handover.to, "coa": handover.coa, "ba_status": handover.ba_status,
-            "k_bit": int(handover.k_bit), "ike_exchanges": handover.ike_exchanges,
+            "k_bit": int(handover.k_bit),
+            "ike_exchanges": handover.ike_exchanges if handover.completed_us is not None
+            else self.mobile.coupling.ike_exchanges_started - handover.ike_before,
             "ike_messages": len(ike_frames), "seam_crossings": len(seam),
             "signalling_bytes": sum(len(e.packet) for e in ike_frames + mh_frames),
             "bu_sent": handover.bu_sent,
@@ -260,19 +262,21 @@ class MobilityScenario(Scenario):
         }
 
     def _data_effect(self, handover) -> tuple[int, float | None]:
-        """Requests sent while the handover ran that were never answered, and the gap in
-        answers around it (from the last answer before the move to the first after)."""
+        """What the handover cost the data: the requests between the last one answered
+        before the MN left its link and the first one answered after, that were never
+        answered; and the gap between those two answers (ms)."""
         stream = self.data6
-        end = handover.completed_us if handover.completed_us is not None \
-            else self.lab.sim.now_us
-        lost = sum(1 for n, t in stream.sent_at.items()
-                   if handover.started_us <= t <= end and n not in stream.answered_at)
-        answers = sorted(stream.answered_at.values())
-        before = [t for t in answers if t < handover.started_us]
-        after = [t for t in answers if t >= handover.started_us]
-        if not before or not after:
+        moved = handover.link_changed_us
+        answered = stream.answered_at
+        before = [n for n, t in answered.items() if t < moved]
+        last_before = max(before, default=0)
+        after = [n for n, t in answered.items() if t >= moved and n > last_before]
+        first_after = min(after, default=None)
+        upper = first_after if first_after is not None else len(stream.sent_at) + 1
+        lost = sum(1 for n in range(last_before + 1, upper) if n not in answered)
+        if not before or first_after is None:
             return lost, None
-        return lost, round((after[0] - before[-1]) / 1000, 3)
+        return lost, round((answered[first_after] - answered[last_before]) / 1000, 3)
 
     def result(self) -> dict[str, Any]:
         mobile = self.mobile

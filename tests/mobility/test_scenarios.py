@@ -393,11 +393,6 @@ def test_data_flows_at_home_without_the_tunnel(returned):
     assert scenario.home_agent.stats["tunnelled_out"] == at_return["tunnelled_out"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "home_agent.py HomeAgent._act: a K=1 de-registration yields MoveKeyManagementEndpoint "
-    "(binding_cache._deregister), which _act ignores ('done with binding_moved'), but "
-    "binding_moved only runs for BindingCreated/BindingUpdated; so the HA's IKE SA stays "
-    "at the old CoA while the MN's follows to the HoA (RFC 6275 §10.3.2)"))
 def test_k1_deregistration_moves_both_ike_endpoints_to_the_home_address(returned):
     scenario, report, _, _ = returned
     hoa = ipaddress.IPv6Address(report["result"]["mn"]["hoa"])
@@ -502,12 +497,6 @@ def test_lost_bas_then_a_move_recover_with_k0():
     assert report["result"]["binding_cache"][0]["coa"] == handovers[3]["coa"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "K=1 after lost BAs: mobile_node.py MobileNode._new_care_of_address sends the next BU "
-    "with K=0 (coupling.key_management_follows is False: ike_endpoint was never migrated "
-    "to the unacknowledged CoA) while coupling.before_binding_update returns True (keeps "
-    "the IKE SA, no new IKE); the HA, per §10.3.1 K=0, discards that IKE SA and its child "
-    "SAs, so every later BU is dropped ('no SA for SPI') and the MN is locked out"))
 def test_lost_bas_then_a_move_recover_with_k1():
     scenario = create("handover", k_bit=1)
     lose_bas_between(scenario, 10.0, 15.0)
@@ -543,11 +532,6 @@ def test_mn_sends_no_icmp_errors_about_its_own_packets(runs):
     assert scenario.home_agent.stats["tunnel_refused"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scenarios/mobility.py MobilityScenario._data_effect counts lost requests from "
-    "handover.started_us, the movement *detection* (Router Advertisement), not the link "
-    "change; requests sent in between are lost (e.g. #50 at 5.0 s with K=1) but not "
-    "counted, so a K=1 handover reports interruption_ms=200 with data_lost=0"))
 def test_data_lost_accounts_for_every_request_lost_in_a_handover(runs):
     scenario, report = runs("handover", k_bit=1)
     stream = scenario.data6
@@ -581,12 +565,6 @@ def moved_during_bootstrap():
     return scenario, scenario.run()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mobile_node.py MobileNode._new_care_of_address calls coupling.start(coa) again when "
-    "the MN moves before it has a HoA; coupling.py MobileNodeCoupling.start replaces "
-    "self.ike_sa without discarding the IKE SA still in progress (only "
-    "before_binding_update does DISCARD/forget), so the abandoned IKE SA keeps "
-    "retransmitting IKE_AUTH from the care-of address the MN no longer has"))
 def test_a_move_during_bootstrap_abandons_the_first_ike_sa(moved_during_bootstrap):
     scenario, report = moved_during_bootstrap
     old_coa = ipaddress.IPv6Address(report["result"]["handovers"][0]["coa"])
@@ -597,13 +575,6 @@ def test_a_move_during_bootstrap_abandons_the_first_ike_sa(moved_during_bootstra
     assert late == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the abandoned bootstrap IKE SA (see the previous test) completes IKE_AUTH at the HA "
-    "at 7.6 s: the HA takes it as a second IKE SA of mn1 (no INITIAL_CONTACT clean-up) "
-    "and installs a second outbound BU/BA SA (reqid 1) for the same HoA, whose SPI the MN "
-    "holds only as a larval GETSPI reservation; ipsec/stack.py output picks it by "
-    "sad.outbound_for(reqid, HoA), so the visit3 BA is dropped at the MN ('larval'), and "
-    "the K-bit bug above then locks the MN out at visit4"))
 def test_a_move_during_bootstrap_leaves_later_handovers_working(moved_during_bootstrap):
     scenario, report = moved_during_bootstrap
     handovers = report["result"]["handovers"]
