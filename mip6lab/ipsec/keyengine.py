@@ -21,6 +21,7 @@ An error comes back as the same type with ``error`` set to the errno name
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -164,6 +165,9 @@ class KeyEngine:
         self.crossings = 0
         self._seq = 0
         self.on_sa_added: list[Callable[[SecurityAssociation], None]] = []
+        # every SA as it was added and as each MIGRATE left it: key tables for captures
+        # of the whole run (an SA deleted or moved since still decrypts its old packets)
+        self.history: list[SecurityAssociation] = []
 
     def open(self, name: str) -> KeySocket:
         """Open (or reopen) the socket of module ``name``."""
@@ -259,6 +263,7 @@ class KeyEngine:
         return replace(message)
 
     def _added(self, sa: SecurityAssociation) -> None:
+        self.history.append(copy.copy(sa))
         for callback in list(self.on_sa_added):
             callback(sa)
 
@@ -360,5 +365,6 @@ class KeyEngine:
                 else:
                     continue
                 self.sad.rekey(sa, key)
+                self.history.append(copy.copy(sa))
                 moved += 1
         return replace(message, note=f"{moved} SAs moved")

@@ -56,6 +56,8 @@ class Scenario:
     options: ClassVar[dict[str, Any]] = {}
     #: where the scenario can run: "inproc" always; "netns" when it can build on namespaces
     backends: ClassVar[tuple[str, ...]] = ("inproc",)
+    #: frames the real backend's capture recorded (``capture``), set by :meth:`finish`
+    captured: int | None = None
 
     def __init__(self, seed: int = 0, *, backend: str = "inproc",
                  time_scale: float = DEFAULT_TIME_SCALE, capture: str | None = None,
@@ -124,9 +126,11 @@ class Scenario:
         raise NotImplementedError
 
     def security_associations(self) -> list:
-        """Every SA of every node that has IPsec (for ``--keys``)."""
+        """Every SA of every node that has IPsec (for ``--keys``): those in the SADs now
+        and those of earlier in the run -- deleted, or with the endpoints they had before
+        a MIGRATE -- so that a capture of the whole run decrypts."""
         return [sa for node in self.lab.nodes.values() if node.ipsec is not None
-                for sa in node.ipsec.sad]
+                for sa in [*node.ipsec.engine.history, *node.ipsec.sad]]
 
     def write_keys(self, directory: str) -> dict[str, str]:
         """Write Wireshark's key tables for this run into ``directory``."""

@@ -313,9 +313,6 @@ class MobilityScenario(Scenario):
                                         for h in handovers)
                 and self.data6.answered_at != {})
 
-    def security_associations(self) -> list:
-        return super().security_associations()
-
 
 def _payload(event: Event) -> bytes:
     return event.packet or b""

@@ -144,14 +144,6 @@ def test_handover_bus_are_invisible_without_the_keys(handover):
                              keys_dir=tmp / "keys")) > 50
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "--keys exports each SA with its endpoints at the end of the run "
-    "(scenarios/base.py Scenario.write_keys -> security_associations(): the SADs as they "
-    "are now; ipsec/wireshark.py esp_sa_line writes sa.src/sa.dst): the payload SAs moved "
-    "by MIGRATE (K=1) had other outer addresses on visit1..visit3, so tshark decrypts "
-    "none of that traffic; with K=0 the SAs of the earlier IKE SAs are gone from the SAD "
-    "and not exported at all (12 of 16 SPIs on the wire). Wildcard addresses ('*') or "
-    "one row per endpoint pair and keeping deleted SAs would do"))
 def test_handover_keys_decrypt_the_data_on_every_visited_link(handover):
     tmp, report = handover
     for link in ("visit1", "visit2", "visit3", "visit4"):
