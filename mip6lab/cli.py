@@ -6,6 +6,7 @@
     mip6lab scenario list
     mip6lab scenario run NAME [--seed N] [--set KEY=VALUE ...] [--json]
                               [--pcap FILE] [--pcap-dir DIR] [--keys DIR] [--ladder]
+                              [--backend inproc|netns] [--time-scale S]
     mip6lab ike initiate --remote ADDR [--local ADDR] --id ID --remote-id ID
                          (--psk-file F | --cert F --key F --ca F [--auth METHOD])
                          [--request ipv6|ipv4|home-prefix ...] [--ike-proposal STR]
@@ -22,7 +23,11 @@
                         [--timeout S] [--json [--events] [--show-keys]] [-v]
 
 ``scenario run`` exits 0 when the scenario's own verdict is good, 1 when it is not, and
-2 for a usage error (an unknown scenario or option).
+2 for a usage error (an unknown scenario or option, or ``--backend netns`` without
+root). ``--backend netns`` runs a mobility scenario on real network namespaces against
+the wall clock, ``--time-scale`` simulated seconds per real one; its ``--pcap`` is
+recorded by dumpcap on every link while it runs. Ctrl-C ends a run with status 130,
+after everything it made is removed.
 
 ``ike initiate`` / ``ike respond`` run our IKEv2 engine on real UDP sockets (500 and
 4500, :mod:`mip6lab.ikev2.udp`), e.g. against strongSwan. Authentication by pre-shared
@@ -44,6 +49,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .scenarios import SCENARIOS, ScenarioError, create
+from .scenarios.base import DEFAULT_TIME_SCALE
 
 
 def _parse_settings(pairs: Sequence[str]) -> dict[str, str]:
@@ -69,8 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--set", dest="settings", action="append", default=[],
                      metavar="KEY=VALUE", help="a scenario option; repeatable")
-    run.add_argument("--backend", choices=["inproc"], default="inproc",
-                     help="where the network runs (default: in-process)")
+    run.add_argument("--backend", choices=["inproc", "netns"], default="inproc",
+                     help="where the network runs: in-process (the default; simulated "
+                     "clock, no root) or real Linux network namespaces (root)")
+    run.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE, metavar="S",
+                     help="netns backend: simulated seconds per real second; every timer "
+                     f"of the scenario scales with it (default {DEFAULT_TIME_SCALE:g})")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--pcap", metavar="FILE", help="write every frame to a pcapng file")
     run.add_argument("--pcap-dir", metavar="DIR", help="write one pcap per link")
@@ -341,9 +351,22 @@ def _list() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    scenario = create(args.name, seed=args.seed, **_parse_settings(args.settings))
-    report = scenario.run()
-    if args.pcap:
+    settings = _parse_settings(args.settings)
+    reserved = {"backend", "time_scale", "capture"} & set(settings)
+    if reserved:
+        raise ScenarioError(f"--set {sorted(reserved)[0]}=... is not a scenario option; "
+                            "use --backend / --time-scale / --pcap")
+    real = args.backend != "inproc"
+    scenario = create(args.name, seed=args.seed, backend=args.backend,
+                      time_scale=args.time_scale,
+                      capture=args.pcap if real else None, **settings)
+    try:
+        report = scenario.run()
+    finally:
+        scenario.close()
+    if args.pcap and real:      # recorded on the real links while it ran
+        report["pcap"] = {"path": args.pcap, "frames": scenario.captured}
+    elif args.pcap:
         report["pcap"] = {"path": args.pcap,
                           "frames": scenario.lab.trace.write_pcapng(args.pcap)}
     if args.pcap_dir:
@@ -356,9 +379,10 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         verdict = "ok" if report["ok"] else "FAILED"
+        clock = f" at x{args.time_scale:g} real time" if real else ""
         print(f"{report['scenario']} (seed {report['seed']}, {report['backend']}): "
-              f"{verdict} after {report['time']:g} s simulated, {report['events']} events, "
-              f"{report['packets']} frames, {report['drops']} drops")
+              f"{verdict} after {report['time']:g} s simulated{clock}, {report['events']} "
+              f"events, {report['packets']} frames, {report['drops']} drops")
         print(json.dumps(report["result"], indent=2))
     return 0 if report["ok"] else 1
 
@@ -386,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a capture file that cannot be written
         print(f"mip6lab: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # the scenario has removed what it made (Scenario.run)
+        print("mip6lab: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
