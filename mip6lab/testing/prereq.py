@@ -43,6 +43,10 @@ _DEBIAN_PACKAGE = {
     "charon": "strongswan-charon",
     "qemu-system-x86_64": "qemu-system-x86",
     "modprobe": "kmod",
+    "radvd": "radvd",
+    "conntrack": "conntrack",
+    "ethtool": "ethtool",
+    "dumpcap": "tshark",
 }
 
 
