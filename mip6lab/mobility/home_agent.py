@@ -39,7 +39,7 @@ from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..wire.mip6 import (DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, MIP6OptIPv4AddrAck,
                          MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
-                         build_ba, validate_mobility_header, verify_mh_checksum)
+                         build_ba, check_mobility_message)
 from .binding_cache import (BindingCache, BindingCacheEntry, BindingCreated, BindingDeleted,
                             BindingExpired, BindingUpdated, BindingUpdateRefused,
                             BindingUpdateRequest, DiscardKeyManagementConnections,
@@ -117,13 +117,10 @@ class HomeAgent:
         raw = bytes(ip6)
         udp, self._udp_context = self._udp_context, None
         sa = self.node.ipsec.last_input if self.node.ipsec else None
-        if not verify_mh_checksum(raw):
-            self._refuse("malformed", "Mobility Header checksum is wrong (§9.2)", raw)
-            return
         try:
-            validate_mobility_header(bytes(mh))
+            check_mobility_message(raw, bytes(mh))
         except RemoteProtocolError as exc:
-            self._refuse("malformed", f"malformed mobility option: {exc.reason}", raw)
+            self._refuse("malformed", exc.reason, raw)
             return
         if not isinstance(mh, MIP6MH_BU_DSMIP6):
             self._announce(f"{type(mh).__name__} from {ip6.src} ignored (not a BU)")

@@ -38,7 +38,7 @@ from ..net.sim import ScheduledCall
 from ..net.slaac import Movement
 from ..wire.mip6 import (DSMIP6_UDP_PORT, NATD_NO_KEEPALIVE, MIP6OptIPv4AddrAck,
                          MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
-                         build_bu, validate_mobility_header, verify_mh_checksum)
+                         build_bu, check_mobility_message)
 from .binding_update_list import (BindingUpdateList, Deregistered, RegistrationAccepted,
                                   RegistrationRejected, SendBindingUpdate,
                                   SequenceNumberResynchronized, UseUdpEncapsulation)
@@ -390,15 +390,11 @@ class MobileNode:
     def _mobility_header(self, iface, ip6: IPv6, mh: Packet) -> None:
         raw = bytes(ip6)
         sa = self.node.ipsec.last_input if self.node.ipsec else None
-        if not verify_mh_checksum(raw):
-            self.stats["malformed"] += 1
-            self.node.drop("mip6", "Mobility Header checksum is wrong (§9.2)", raw)
-            return
         try:
-            validate_mobility_header(bytes(mh))
+            check_mobility_message(raw, bytes(mh))
         except RemoteProtocolError as exc:
             self.stats["malformed"] += 1
-            self.node.drop("mip6", f"malformed mobility option: {exc.reason}", raw)
+            self.node.drop("mip6", exc.reason, raw)
             return
         if not isinstance(mh, MIP6MH_BA):
             self._announce(f"{type(mh).__name__} from {ip6.src} ignored")

@@ -71,6 +71,7 @@ from scapy.utils import checksum
 from mip6lab.errors import LocalProtocolError, MalformedPacket
 
 __all__ = [
+    "check_mobility_message",
     "DSMIP6_UDP_PORT",
     "IPV4_ADDR_ACK_STATUS",
     "MH_PROTO",
@@ -635,3 +636,16 @@ def validate_mobility_header(mh: bytes) -> list[MobilityOption]:
     if start > length:
         raise MalformedPacket(f"MH type {mh[2]} needs {start} bytes, has {length}")
     return validate_mobility_options(mh[start:], start)
+
+
+def check_mobility_message(packet: bytes, mh: bytes) -> list[MobilityOption]:
+    """Everything a receiver checks of a Mobility Header message before reading it: the
+    checksum over the home address (RFC 6275 §9.2) and the options (§6.2). Raises
+    :class:`MalformedPacket` with the reason; returns the options."""
+    if not verify_mh_checksum(packet):
+        raise MalformedPacket("Mobility Header checksum is wrong (§9.2)")
+    try:
+        return validate_mobility_header(mh)
+    except MalformedPacket as exc:
+        raise MalformedPacket(f"malformed mobility option: {exc.reason}") from exc
+
