@@ -448,6 +448,9 @@ class BindingCache:
     def entries(self) -> list[BindingCacheEntry]:
         return list(self._entries.values())
 
+    def entries_addresses(self) -> list[IPv6]:
+        return list(self._entries)
+
     def state(self, home_address: IPv6) -> BindingState:
         return BindingState.REGISTERED if home_address in self._entries else BindingState.ABSENT
 

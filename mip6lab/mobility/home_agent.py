@@ -30,11 +30,13 @@ import ipaddress
 from collections import Counter
 from typing import Any
 
-from scapy.layers.inet6 import HAO, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, IPv6ExtHdrDestOpt
+from scapy.layers.inet6 import (HAO, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6,
+                                IPv6ExtHdrDestOpt)
 from scapy.packet import Packet
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ikev2.pools import AddressPool, PoolExhausted
+from ..net.frames import solicited_node
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..wire.mip6 import (DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, MIP6OptIPv4AddrAck,
@@ -106,10 +108,21 @@ class HomeAgent:
 
     def _advertise(self, target: IPv6Address) -> None:
         """An unsolicited NA for ``target`` with our link-layer address, O set (§10.4.1)."""
-        na = (IPv6(src=str(target), dst=ALL_NODES, hlim=255)
-              / ICMPv6ND_NA(tgt=str(target), R=1, S=0, O=1)
+        source = self.home_interface.source_for(target) or self.home_interface.link_local
+        na = (IPv6(src=str(source), dst=ALL_NODES, hlim=255)
+              / ICMPv6ND_NA(tgt=str(target), R=0, S=0, O=1)
               / ICMPv6NDOptDstLLAddr(lladdr=self.home_interface.mac))
         self.node.send_ip(na, iface=self.home_interface)
+
+    def _proxy(self, home_address: IPv6Address, on: bool) -> None:
+        """Start or stop listening to the home address's solicited-node group, where the
+        home link's solicitations for it go (RFC 6275 §10.4.1)."""
+        group = solicited_node(home_address)
+        if on:
+            self.home_interface.joined.add(group)
+        elif not any(solicited_node(h) == group for h in self.cache.entries_addresses()
+                     if h != home_address):
+            self.home_interface.joined.discard(group)
 
     # -- Binding Updates -------------------------------------------------------------------
 
@@ -192,6 +205,7 @@ class HomeAgent:
             if entry.ipv4_home_address is not None:
                 self.by_ipv4[entry.ipv4_home_address] = entry.home_address
             if isinstance(event, BindingCreated):
+                self._proxy(entry.home_address, True)
                 self._advertise(entry.home_address)
             self._announce(f"binding {entry.home_address} → {self._where(entry)}"
                            f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
@@ -222,6 +236,7 @@ class HomeAgent:
         return str(entry.ipv4_care_of_address)
 
     def _forget(self, entry: BindingCacheEntry) -> None:
+        self._proxy(entry.home_address, False)
         if entry.ipv4_home_address is not None:
             self.by_ipv4.pop(entry.ipv4_home_address, None)
         self.coupling.binding_deleted(entry.home_address)
@@ -302,6 +317,13 @@ class HomeAgent:
         entry = self._binding_for(destination)
         if entry is None or self.node.owns(destination):
             return l3
+        if destination.version == 6 and iface is self.home_interface and \
+                _is_neighbor_solicitation(l3):
+            # a unicast NS for the home address (a neighbor's reachability check): the
+            # proxy answers it, it is not the MN's to see
+            ip6 = IPv6(l3)
+            self.node.receive_icmpv6(iface, ip6, ip6[ICMPv6ND_NS])
+            return None
         if entry.care_of_address == entry.home_address:
             return l3
         if destination.version == 6 and entry.care_of_address is not None and \
@@ -357,3 +379,8 @@ class HomeAgent:
     def table(self) -> list[dict[str, object]]:
         """The binding cache, one row per home address (for notebooks)."""
         return self.cache.table(self.node.sim.now_us)
+
+
+def _is_neighbor_solicitation(l3: bytes) -> bool:
+    return len(l3) > 40 and l3[6] == 58 and l3[40] == 135
+

@@ -57,6 +57,9 @@ class Interface:
             Address6(ipaddress.IPv6Interface(f"{self.link_local}/64"), "link-local")]
         self.addresses4: list[ipaddress.IPv4Interface] = []
         self.ethernet_headers: dict[tuple[str, int], bytes] = {}
+        # groups joined for addresses the node answers for without holding them (a home
+        # agent's proxy ND listens to each home address's solicited-node group)
+        self.joined: set[ipaddress.IPv6Address] = set()
 
     @property
     def fullname(self) -> str:
@@ -101,7 +104,7 @@ class Interface:
 
     def groups6(self) -> set[ipaddress.IPv6Address]:
         """Multicast groups the interface listens to (RFC 4861 §7.2.1, RFC 4291 §2.8)."""
-        groups = {ALL_NODES} | {solicited_node(a.ip) for a in self.addresses6}
+        groups = {ALL_NODES} | {solicited_node(a.ip) for a in self.addresses6} | self.joined
         if self.node.forwarding:
             groups.add(ALL_ROUTERS)
         return groups

@@ -383,9 +383,12 @@ class Node:
         if ICMPv6NDOptSrcLLAddr in ns and not src.is_unspecified:
             self.neighbors.learn(iface, src, ns[ICMPv6NDOptSrcLLAddr].lladdr)
         dst = "ff02::1" if src.is_unspecified else str(src)
-        na = (IPv6(src=str(target), dst=dst, hlim=255)
-              / ICMPv6ND_NA(tgt=str(target), R=int(self.forwarding),
-                            S=int(not src.is_unspecified), O=1)
+        own = iface.has_address(target)
+        # a proxy (RFC 4861 §7.2.8, RFC 6275 §10.4.1) answers from its own address, with
+        # R clear: the target is a host's address, not the router's
+        na = (IPv6(src=str(target if own else iface.link_local), dst=dst, hlim=255)
+              / ICMPv6ND_NA(tgt=str(target), R=int(self.forwarding and own),
+                            S=int(not src.is_unspecified), O=int(own))
               / ICMPv6NDOptDstLLAddr(lladdr=iface.mac))
         self.send_ip(na, iface=iface)
 

@@ -50,7 +50,6 @@ signal hooks back that up.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import select
@@ -62,7 +61,6 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..net.frames import solicited_node
 from ..net.interface import Interface
 from ..net.lab import Lab
 from ..net.nat import NatRouter
@@ -160,30 +158,6 @@ class RadioLink(PacketLink):
         super()._frame_in(data, pkttype)
 
 
-class HomeLinkInterface(Interface):
-    """The home agent's interface on the home link, listening to the solicited-node
-    multicast group of every home address it proxies.
-
-    RFC 6275 §10.4.1: the HA "MUST act as a proxy for this mobile node and reply to any
-    received Neighbor Solicitations for it". A solicitation for the home address is sent
-    to that address's solicited-node group, which the HA's node never joins (its
-    interface listens to its own addresses' groups only), so the NS is filtered out
-    before the HA's ``answers_nd_for`` is asked. In process nobody notices: the
-    simulated router learns the HoA from the HA's unsolicited NA. The Linux kernel does
-    not (an NA for an address it has no entry for is ignored, RFC 4861 §7.2.5): it
-    solicits, and without this it never reaches a mobile node that is away. A stand-in
-    until the home agent joins those groups itself."""
-
-    def groups6(self) -> set[ipaddress.IPv6Address]:
-        groups = super().groups6()
-        home_agent = getattr(self.node, "mobility", None)
-        cache = getattr(home_agent, "cache", None)
-        if cache is not None:
-            groups |= {solicited_node(entry.home_address) for entry in cache.entries()
-                       if self.node.answers_nd_for(self, entry.home_address)}
-        return groups
-
-
 class _NetnsSet(NetnsSet):
     """A NetnsSet that first ends its owner's processes (with their forked children) and
     removes its scratch files: NetnsSet's exit and signal hooks then clean up all of it."""
@@ -259,7 +233,7 @@ class NetnsMobilityNetwork:
             # (tunnels) never take a MAC the HA's or MN's wire interface has
             for _ in range(sum(len(n.interfaces) for n in self.model.nodes.values())):
                 self.lab.allocate_mac()
-            ha = self._lab_node(ha_model, interface=HomeLinkInterface)
+            ha = self._lab_node(ha_model)
             mn = self._lab_node(mn_model, radio=True)
         except BaseException:
             self.close()
@@ -333,13 +307,12 @@ class NetnsMobilityNetwork:
         (ifname, iface), = node.interfaces.items()
         self._veth(ns, node.name, ifname, iface.link.name)
 
-    def _lab_node(self, model: Node, *, radio: bool = False,
-                  interface: type[Interface] = Interface) -> Node:
+    def _lab_node(self, model: Node, *, radio: bool = False) -> Node:
         """The lab's node for the model's HA or MN: same class, name, MAC, addresses and
         static routes; its one interface on a PacketLink to its namespace's veth."""
         node = self.lab.add_node(type(model)(self.lab, model.name))
         (ifname, spec), = model.interfaces.items()
-        iface = node.interfaces[ifname] = interface(node, ifname, spec.mac)
+        iface = node.interfaces[ifname] = Interface(node, ifname, spec.mac)
         for a6 in spec.addresses6:
             if a6.origin == "static":
                 iface.add_address(str(a6.interface))
