@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -407,6 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"mip6lab: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:   # the reader went away (``| head``): nothing to tell it;
+        # stdout goes to /dev/null so the interpreter's last flush stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:  # a capture file that cannot be written
         print(f"mip6lab: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
