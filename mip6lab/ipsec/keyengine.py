@@ -305,8 +305,7 @@ class KeyEngine:
         policy = message.policy
         if policy is None:
             return self._error(message, "EINVAL", "SPDADD needs a policy")
-        clash = [p for p in self.spd if p.selectors == policy.selectors
-                 and p.direction == policy.direction]
+        clash = self.spd.find(selectors=policy.selectors, direction=policy.direction)
         if clash:
             return self._error(message, "EEXIST", f"policy {clash[0].describe()} "
                                f"(installed by {clash[0].owner or 'unknown'}) has the "
@@ -337,8 +336,8 @@ class KeyEngine:
         """
         if message.selectors is None or not message.migrate:
             return self._error(message, "EINVAL", "MIGRATE needs selectors and endpoints")
-        targets = [p for p in self.spd if p.selectors == message.selectors
-                   and p.direction in (message.policy_direction, "both")]
+        targets = [p for p in self.spd.find(selectors=message.selectors)
+                   if p.direction in (message.policy_direction, "both")]
         if not targets:
             return self._error(message, "ENOENT", "no SPD entry with these selectors")
         moved = 0

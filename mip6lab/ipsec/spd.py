@@ -193,7 +193,14 @@ class SecurityPolicy:
 
 
 class SecurityPolicyDatabase:
-    """An ordered SPD, searched first match first."""
+    """An ordered SPD, searched first match first.
+
+    A home agent holds two entries per mobile node, so the search is indexed: entries
+    whose remote selector is one address are filed under it, the others (wildcards) in
+    a short list; a lookup walks the two candidate lists merged in SPD order, so the
+    first match is the same one a scan of the whole list would find. Entries are also
+    filed by their selectors, for ``find(selectors=...)`` (SPDADD's EEXIST, MIGRATE).
+    """
 
     def __init__(self, default_action: str = DISCARD) -> None:
         if default_action not in (BYPASS, DISCARD):
@@ -201,6 +208,10 @@ class SecurityPolicyDatabase:
         self.default_action = default_action
         self.policies: list[SecurityPolicy] = []
         self._next_index = 1
+        self._rank: dict[int, int] = {}                  # policy index -> SPD position key
+        self._by_remote: dict[IPAddress, list[SecurityPolicy]] = {}
+        self._wildcards: list[SecurityPolicy] = []
+        self._by_selectors: dict[Selectors, list[SecurityPolicy]] = {}
 
     def __iter__(self):
         return iter(list(self.policies))
@@ -212,33 +223,90 @@ class SecurityPolicyDatabase:
         """Insert ``policy`` (at the end, or before ``position``); it gets an index."""
         policy.index = self._next_index
         self._next_index += 1
-        if position is None:
+        if position is None or position >= len(self.policies):
+            last = self.policies[-1].index if self.policies else None
+            self._rank[policy.index] = self._rank[last] + 1 if last is not None else 0
             self.policies.append(policy)
+            self._file(policy)
         else:
             self.policies.insert(position, policy)
+            self._reindex()
         return policy
 
     def remove(self, index: int) -> SecurityPolicy | None:
         for policy in self.policies:
             if policy.index == index:
                 self.policies.remove(policy)
+                self._unfile(policy)
+                del self._rank[index]
                 return policy
         return None
 
+    # -- the index -------------------------------------------------------------------------
+
+    @staticmethod
+    def _remote_host(policy: SecurityPolicy) -> IPAddress | None:
+        remote = policy.selectors.remote
+        return remote.network_address if remote is not None and \
+            remote.num_addresses == 1 else None
+
+    def _file(self, policy: SecurityPolicy) -> None:
+        host = self._remote_host(policy)
+        (self._by_remote.setdefault(host, []) if host is not None
+         else self._wildcards).append(policy)
+        self._by_selectors.setdefault(policy.selectors, []).append(policy)
+
+    def _unfile(self, policy: SecurityPolicy) -> None:
+        host = self._remote_host(policy)
+        bucket = self._by_remote.get(host, []) if host is not None else self._wildcards
+        bucket.remove(policy)
+        if host is not None and not bucket:
+            del self._by_remote[host]
+        same = self._by_selectors[policy.selectors]
+        same.remove(policy)
+        if not same:
+            del self._by_selectors[policy.selectors]
+
+    def _reindex(self) -> None:
+        self._rank = {p.index: i for i, p in enumerate(self.policies)}
+        self._by_remote, self._wildcards, self._by_selectors = {}, [], {}
+        for policy in self.policies:
+            self._file(policy)
+
+    # -- searching -------------------------------------------------------------------------
+
     def find(self, **attributes: Any) -> list[SecurityPolicy]:
-        return [p for p in self.policies
+        candidates = self._by_selectors.get(attributes["selectors"], []) \
+            if "selectors" in attributes else self.policies
+        return [p for p in candidates
                 if all(getattr(p, k) == v for k, v in attributes.items())]
 
     def lookup(self, packet: PacketSelectors, outbound: bool) -> SecurityPolicy | None:
         """The first entry that applies, or None (then the default action holds)."""
-        for policy in self.policies:
+        remote = packet.dst if outbound else packet.src
+        for policy in self._candidates(self._by_remote.get(remote, ()), self._wildcards):
             if policy.applies(packet, outbound):
                 policy.hits["out" if outbound else "in"] += 1
                 return policy
         return None
 
+    def _candidates(self, hosts, wildcards):
+        """Both lists (each in SPD order) merged in SPD order."""
+        rank = self._rank
+        i = j = 0
+        while i < len(hosts) and j < len(wildcards):
+            if rank[hosts[i].index] < rank[wildcards[j].index]:
+                yield hosts[i]
+                i += 1
+            else:
+                yield wildcards[j]
+                j += 1
+        yield from hosts[i:]
+        yield from wildcards[j:]
+
     def flush(self) -> list[SecurityPolicy]:
         gone, self.policies = self.policies, []
+        self._reindex()
         return gone
 
     def table(self) -> list[dict[str, Any]]:
