@@ -32,6 +32,8 @@ class AddressPool:
     prefix_length: int | None = None        # hand out /N prefixes instead of addresses
     leases: dict[str, Network | Address] = field(default_factory=dict)   # identity -> lease
     remembered: dict[str, Network | Address] = field(default_factory=dict)
+    _cursor: object = field(default=None, repr=False, compare=False)  # fresh candidates
+    _taken_set: set | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def parse(cls, text: str, prefix_length: int | None = None) -> AddressPool:
@@ -48,23 +50,40 @@ class AddressPool:
         """The lease for ``identity`` (the one it has, its previous one, or a new one)."""
         if identity in self.leases:
             return self.leases[identity]
-        taken = set(self.leases.values())
+        taken = self._taken
         previous = self.remembered.get(identity)
         if previous is not None and previous not in taken:
-            self.leases[identity] = previous
-            return previous
-        for candidate in self._candidates():
-            if candidate not in taken and candidate not in self.remembered.values():
-                self.leases[identity] = candidate
-                return candidate
+            return self._lease(identity, previous)
+        # never handed out yet, in pool order: from where the last fresh one came from, so
+        # that a home agent with ten thousand leases does not walk them all each time
+        remembered = set(self.remembered.values())
+        for candidate in self._fresh():
+            if candidate not in taken and candidate not in remembered:
+                return self._lease(identity, candidate)
         for candidate in self._candidates():   # reuse another peer's remembered one
             if candidate not in taken:
-                self.leases[identity] = candidate
-                return candidate
+                return self._lease(identity, candidate)
         raise PoolExhausted(f"pool {self.network} has nothing left for {identity}")
+
+    def _fresh(self):
+        if self._cursor is None:
+            self._cursor = self._candidates()
+        return self._cursor
+
+    @property
+    def _taken(self) -> set:
+        if self._taken_set is None:
+            self._taken_set = set(self.leases.values())
+        return self._taken_set
+
+    def _lease(self, identity: str, lease: Network | Address) -> Network | Address:
+        self.leases[identity] = lease
+        self._taken.add(lease)
+        return lease
 
     def release(self, identity: str) -> Network | Address | None:
         lease = self.leases.pop(identity, None)
         if lease is not None:
             self.remembered[identity] = lease
+            self._taken.discard(lease)
         return lease
