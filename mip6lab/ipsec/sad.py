@@ -160,6 +160,8 @@ class SecurityAssociationDatabase:
     def __init__(self) -> None:
         self._inbound: dict[int, SecurityAssociation] = {}
         self._outbound: dict[tuple[int, IPAddress], SecurityAssociation] = {}
+        # outbound SAs by destination: a home agent's per-packet search stays small
+        self._outbound_to: dict[IPAddress, dict[int, SecurityAssociation]] = {}
 
     @staticmethod
     def _key(sa: SecurityAssociation):
@@ -178,10 +180,25 @@ class SecurityAssociationDatabase:
         table, key = self._table(sa.direction), self._key(sa)
         if key in table:
             raise KeyError(f"an {sa.direction}bound SA with SPI 0x{sa.spi:08x} exists")
-        table[key] = sa
+        self._file(sa, key)
 
     def replace(self, sa: SecurityAssociation) -> None:
-        self._table(sa.direction)[self._key(sa)] = sa
+        self._file(sa, self._key(sa))
+
+    def _file(self, sa: SecurityAssociation, key) -> None:
+        self._table(sa.direction)[key] = sa
+        if sa.direction == "out":
+            self._outbound_to.setdefault(sa.dst, {})[sa.spi] = sa
+
+    def _unfile(self, direction: str, key) -> SecurityAssociation | None:
+        sa = self._table(direction).pop(key, None)
+        if sa is not None and direction == "out":
+            spi, dst = key
+            bucket = self._outbound_to.get(dst, {})
+            bucket.pop(spi, None)
+            if not bucket:
+                self._outbound_to.pop(dst, None)
+        return sa
 
     def inbound(self, spi: int) -> SecurityAssociation | None:
         """The inbound SA of ``spi`` (the per-packet lookup)."""
@@ -196,21 +213,22 @@ class SecurityAssociationDatabase:
         return next((sa for (s, _), sa in self._outbound.items() if s == spi), None)
 
     def remove(self, sa: SecurityAssociation) -> SecurityAssociation | None:
-        return self._table(sa.direction).pop(self._key(sa), None)
+        return self._unfile(sa.direction, self._key(sa))
 
     def rekey(self, sa: SecurityAssociation, old_key) -> None:
         """Re-file ``sa`` after its destination changed (MIGRATE)."""
-        self._table(sa.direction).pop(old_key, None)
-        self._table(sa.direction)[self._key(sa)] = sa
+        self._unfile(sa.direction, old_key)
+        self._file(sa, self._key(sa))
 
     def find(self, predicate: Callable[[SecurityAssociation], bool]) -> list[SecurityAssociation]:
         return [sa for sa in self if predicate(sa)]
 
     def outbound_for(self, reqid: int, dst: IPAddress | None = None) -> SecurityAssociation | None:
         """The newest usable outbound SA made for policy ``reqid`` (to ``dst``)."""
-        found = [sa for sa in self._outbound.values()
-                 if sa.reqid == reqid and sa.state in ("mature", "dying")
-                 and (dst is None or sa.dst == dst)]
+        candidates = self._outbound.values() if dst is None else \
+            self._outbound_to.get(ipaddress.ip_address(dst), {}).values()
+        found = [sa for sa in candidates
+                 if sa.reqid == reqid and sa.state in ("mature", "dying")]
         return max(found, key=lambda sa: (sa.state == "mature", sa.created_us)) \
             if found else None
 
@@ -218,6 +236,7 @@ class SecurityAssociationDatabase:
         gone = list(self)
         self._inbound.clear()
         self._outbound.clear()
+        self._outbound_to.clear()
         return gone
 
     def table(self) -> list[dict[str, Any]]:
