@@ -65,6 +65,7 @@ class IkeDaemon:
         # a peer's new IKE SA replaces its older ones (strongSwan's uniqueids=yes, the
         # effect of RFC 7296 §2.4's INITIAL_CONTACT): one set of SAs per identity
         self.unique_ids = unique_ids
+        self._by_peer: dict[tuple[str, str], list[IkeSa]] = {}   # responder SAs by peer ID
         self._cookie_secret = self._random(32)
         self.cookies_sent = 0
         node.bind_udp(IKE_PORT, self._datagram)
@@ -198,13 +199,14 @@ class IkeDaemon:
     def _handle(self, sa: IkeSa, event) -> None:
         if isinstance(event, IkeSaEstablished):
             self.established.append(sa)
-            if self.unique_ids and not sa.initiator:
-                for older in list(self.sas.values()):
-                    if older is not sa and not older.initiator and older.state != "CLOSED" \
-                            and older.peer_id == sa.peer_id and older.replaced_by is None:
+            if not sa.initiator:
+                same_peer = self._by_peer.setdefault(sa.peer_id, [])
+                for older in list(same_peer) if self.unique_ids else []:
+                    if older.state != "CLOSED" and older.replaced_by is None:
                         self._announce(older, f"replaced by [{sa.spi_i.hex()[:8]}], a newer "
                                        f"IKE SA of {sa.peer_id[1]} (unique IDs)")
                         self.forget(older)
+                same_peer[:] = [o for o in same_peer if o.state != "CLOSED"] + [sa]
             if sa.nat_local:     # we are behind a NAT: keep its mapping (RFC 3948 §2.3)
                 self.ipsec.start_keepalives(str(sa.local), str(sa.remote),
                                             interval=self.config.nat_keepalive)
@@ -236,6 +238,8 @@ class IkeDaemon:
             new = event.new
             self.sas[new.spi_i] = new
             self.established.append(new)
+            if not new.initiator and new.peer_id is not None:
+                self._by_peer.setdefault(new.peer_id, []).append(new)
             self._announce(sa, f"IKE SA rekeyed: now [{new.spi_i.hex()[:8]}] "
                            f"{new.spi_i.hex()}/{new.spi_r.hex()}")
         elif isinstance(event, IkeSaDeleted):
@@ -415,8 +419,8 @@ class IkeDaemon:
         IKE SA of the same peer holds them now."""
         if sa.initiator or sa.peer_id is None:
             return
-        if any(other is not sa and other.peer_id == sa.peer_id and other.state != "CLOSED"
-               and not other.initiator for other in self.sas.values()):
+        if any(other is not sa and other.state != "CLOSED"
+               for other in self._by_peer.get(sa.peer_id, ())):
             return
         identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}"
         for pool in (self.config.pool6, self.config.pool4, self.config.home_prefixes):
