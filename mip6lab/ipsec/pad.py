@@ -63,16 +63,24 @@ class PeerAuthorizationDatabase:
 
     def __init__(self) -> None:
         self.entries: list[PeerAuthorizationEntry] = []
+        self._by_identity: dict[tuple[str, str], PeerAuthorizationEntry] = {}
 
     def __iter__(self):
         return iter(list(self.entries))
 
+    @staticmethod
+    def _key(id_type: str, identity: str) -> tuple[str, str]:
+        # DNS names compare case-insensitively (as PeerAuthorizationEntry.matches)
+        return id_type, identity.lower() if id_type in ("fqdn", "rfc822") else identity
+
     def add(self, entry: PeerAuthorizationEntry) -> PeerAuthorizationEntry:
         self.entries.append(entry)
+        # the first entry for an identity is the one a search finds
+        self._by_identity.setdefault(self._key(entry.id_type, entry.identity), entry)
         return entry
 
     def lookup(self, id_type: str, identity: str) -> PeerAuthorizationEntry | None:
-        return next((e for e in self.entries if e.matches(id_type, identity)), None)
+        return self._by_identity.get(self._key(id_type, identity))
 
     def bind_home_address(self, id_type: str, identity: str, address: IPAddress) -> None:
         """Tie ``address`` to the peer (the HA learns a MN's HoA, RFC 4877 §7.1)."""

@@ -41,6 +41,7 @@ is 129 "administratively prohibited".
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
@@ -435,6 +436,7 @@ class BindingCache:
     def __init__(self, config: HomeAgentConfiguration) -> None:
         self.config = config
         self._entries: dict[IPv6, BindingCacheEntry] = {}
+        self._expiries: list[tuple[int, IPv6]] = []    # a heap, with stale items
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -545,6 +547,7 @@ class BindingCache:
         )
         _transition(self.state(bu.home_address), "register")
         self._entries[bu.home_address] = entry
+        heapq.heappush(self._expiries, (entry.expiry_us, bu.home_address))
         events: list = [BindingCreated(entry) if existing is None else BindingUpdated(existing, entry)]
         new_endpoint = bu.care_of_address if bu.care_of_address is not None else bu.home_address
         if existing is None or existing.care_of_address != bu.care_of_address:
@@ -581,7 +584,14 @@ class BindingCache:
 
     def next_expiry(self) -> Optional[int]:
         """When :meth:`expire` next has something to do (the caller's timer)."""
-        return min((e.expiry_us for e in self._entries.values()), default=None)
+        heap = self._expiries
+        while heap:      # drop the heads left by entries since refreshed or removed
+            when, home_address = heap[0]
+            entry = self._entries.get(home_address)
+            if entry is not None and entry.expiry_us == when:
+                return when
+            heapq.heappop(heap)
+        return None
 
     def expire(self, now: int) -> list[BindingExpired]:
         """Delete the entries whose lifetime has run out at ``now`` (§10.3.1: "MUST be

@@ -106,3 +106,15 @@ def test_table(pad):
                        "home_addresses": ["2001:db8:aaaa::100"]}
     assert len(rows) == 4
     assert all("psk" not in row for row in rows)       # secrets are not shown
+
+
+def test_lookup_by_identity_is_case_insensitive_for_names_and_first_entry_wins():
+    from mip6lab.ipsec.pad import PeerAuthorizationDatabase, PeerAuthorizationEntry
+
+    pad = PeerAuthorizationDatabase()
+    first = pad.add(PeerAuthorizationEntry("rfc822", "MN1@Example.org"))
+    pad.add(PeerAuthorizationEntry("rfc822", "mn1@example.org"))
+    key_id = pad.add(PeerAuthorizationEntry("key_id", "AbC"))
+    assert pad.lookup("rfc822", "mn1@EXAMPLE.org") is first
+    assert pad.lookup("key_id", "AbC") is key_id and pad.lookup("key_id", "abc") is None
+    assert pad.lookup("fqdn", "mn1@example.org") is None

@@ -268,3 +268,16 @@ def test_table_rows():
     assert [r["hoa"] for r in rows] == [str(HOA_A), str(HOA_B)]
     assert rows[1]["flags"] == "HAK" and rows[0]["flags"] == "HA"
     assert rows[0]["lifetime_s"] == 396 and rows[0]["ike_identity"] == "mn-a"
+
+
+def test_next_expiry_follows_refreshes_and_deletions():
+    bc = cache()
+    bc.process_bu(bu(seq=1, lifetime=10), "mn-a", pad, 0)
+    bc.process_bu(bu(seq=1, lifetime=20, hoa=HOA_B), "mn-b", pad, 0)
+    assert bc.next_expiry() == 10 * 4 * S_US
+    bc.process_bu(bu(seq=2, lifetime=30), "mn-a", pad, S_US)      # refreshed: later
+    assert bc.next_expiry() == 20 * 4 * S_US
+    bc.process_bu(bu(seq=2, lifetime=0, hoa=HOA_B, coa=HOA_B), "mn-b", pad, 2 * S_US)
+    assert bc.next_expiry() == S_US + 30 * 4 * S_US
+    assert [e.entry.home_address for e in bc.expire(S_US + 30 * 4 * S_US)] == [HOA_A]
+    assert bc.next_expiry() is None
