@@ -139,6 +139,12 @@ class HomeAgent:
             self._announce(f"{type(mh).__name__} from {ip6.src} ignored (not a BU)")
             return
         self.stats["bu_received"] += 1
+        if "H" not in mh.flags:
+            # a correspondent registration (§9.5.1): without return routability's Binding
+            # Authorization Data it is discarded; this node does no route optimization
+            self._refuse("correspondent_bu", "BU with H clear: correspondent registration "
+                         "(route optimization) is not supported here", raw)
+            return
         if sa is None:
             # RFC 4877 §4: BU/BA "MUST" be protected; nothing to answer with
             self._refuse("unprotected_bu", "Binding Update without IPsec protection "

@@ -75,3 +75,17 @@ def test_the_group_is_left_when_the_binding_goes():
     hoa = scenario.mobile.home_address
     assert hoa not in scenario.home_agent.cache
     assert solicited_node(hoa) not in ha.interface("eth0").joined
+
+
+def test_a_bu_without_the_h_flag_is_discarded_and_counted():
+    from mip6lab.wire.mip6 import build_bu
+
+    scenario, hoa = _registered()
+    ha, mn = scenario.lab.nodes["ha"], scenario.lab.nodes["mn"]
+    entry = scenario.home_agent.cache.get(hoa)
+    bu = build_bu(str(hoa), str(scenario.mobile.care_of_address), str(ha.interface("eth0")
+                  .ipv6()[0]), (entry.sequence_number + 5) % 65536, 40, h=False)
+    mn.route_out(bytes(bu))
+    scenario.lab.run(until=scenario.lab.now + 0.05)
+    assert scenario.home_agent.stats["correspondent_bu"] == 1
+    assert scenario.home_agent.cache.get(hoa).sequence_number == entry.sequence_number
