@@ -269,7 +269,7 @@ class IkeDaemon:
             # from an IPv4 network, rides inside the UDP 4191 tunnel, not UDP 4500
             local, remote = mobility
             encap = None
-        identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}" if sa.peer_id else None
+        identity = sa.peer_identity
         inbound = SecurityAssociation(child.inbound_spi, "in", remote, local, child.suite,
                                       child.encr_in, child.integ_in, mode=child.mode,
                                       reqid=child.reqid, identity=identity,
@@ -303,7 +303,7 @@ class IkeDaemon:
     # -- the PAD: which home addresses an identity may use (RFC 4877 §4.2, §7.1) ----------
 
     def _bind_in_pad(self, sa: IkeSa, address, why: str) -> None:
-        self.bind_home_address(f"{sa.peer_id[0]}:{sa.peer_id[1]}", address, why)
+        self.bind_home_address(sa.peer_identity, address, why)
 
     def bind_home_address(self, identity: str, address, why: str) -> None:
         """Bind ``address`` to ``identity`` ("type:value") in the PAD."""
@@ -422,7 +422,7 @@ class IkeDaemon:
         if any(other is not sa and other.state != "CLOSED"
                for other in self._by_peer.get(sa.peer_id, ())):
             return
-        identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}"
+        identity = sa.peer_identity
         for pool in (self.config.pool6, self.config.pool4, self.config.home_prefixes):
             if pool is not None and pool.release(identity) is not None:
                 self._announce(sa, f"lease of {identity} returned to pool {pool.network}")

@@ -247,6 +247,12 @@ class IkeSa:
         self._transmit(request)
 
     @property
+    def peer_identity(self) -> str | None:
+        """The peer's ID as ``type:value`` (the key of its leases and of the PAD's home
+        addresses), once IKE_AUTH has told it."""
+        return f"{self.peer_id[0]}:{self.peer_id[1]}" if self.peer_id else None
+
+    @property
     def spi_pair(self) -> tuple[bytes, bytes]:
         return self.spi_i, self.spi_r
 
@@ -797,7 +803,7 @@ class IkeSa:
         if cp is None:
             return [], None
         wanted = w.decode_cp(cp)
-        grants, identity = [], f"{self.peer_id[0]}:{self.peer_id[1]}"
+        grants, identity = [], self.peer_identity
         pools = (("INTERNAL_IP6_ADDRESS", self.config.pool6),
                  ("INTERNAL_IP4_ADDRESS", self.config.pool4),
                  ("MIP6_HOME_PREFIX", self.config.home_prefixes))

@@ -351,7 +351,7 @@ class HomeAgentCoupling(_Coupling):
     def _ike_event(self, sa: IkeSa, event: Any) -> None:
         if sa.initiator or sa.peer_id is None:
             return
-        identity = f"{sa.peer_id[0]}:{sa.peer_id[1]}"
+        identity = sa.peer_identity
         if isinstance(event, AddressAssigned) and event.attribute == "INTERNAL_IP6_ADDRESS":
             hoa = ipaddress.ip_interface(event.value).ip
             self._heard(f"{event.attribute} {hoa} given to {identity}", identity=identity)
@@ -423,7 +423,7 @@ class HomeAgentCoupling(_Coupling):
         for sa in list(self.ike.sas.values()):
             if sa.initiator or sa.state == "CLOSED" or sa.peer_id is None:
                 continue
-            if f"{sa.peer_id[0]}:{sa.peer_id[1]}" == identity and address is not None \
+            if sa.peer_identity == identity and address is not None \
                     and sa.remote == address:
                 self._request(f"DISCARD IKE SA of {identity} at {address}", identity=identity)
                 self.ike.forget(sa)
