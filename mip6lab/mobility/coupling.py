@@ -94,8 +94,6 @@ def payload_selectors(home_address, *, at_home_agent: bool) -> Selectors:
 class _Coupling:
     """What both ends share: the key socket, the IKE daemon, the seam's trace."""
 
-    side = ""
-
     def __init__(self, node: Node, ike: IkeDaemon, *, spd_owner: str = "mobility",
                  k_bit: bool = True) -> None:
         self.node = node
@@ -104,14 +102,12 @@ class _Coupling:
         self.k_bit = k_bit
         ike.install_policies = spd_owner in ("ike", "both")
         self.socket = node.ipsec.engine.open(MOBILITY)
-        self.crossings = 0          # control requests and IKE events (key messages are
-        self.conflicts = 0          # counted by the key engine itself)
+        self.conflicts = 0          # SPDADDs refused with EEXIST, SPDDELETEs of iked's
         ike.listeners.append(self._ike_event)
 
     # -- the seam's trace ------------------------------------------------------------------
 
     def _cross(self, sender: str, receiver: str, summary: str, **data: Any) -> None:
-        self.crossings += 1
         self.node.trace.emit(self.node.name, "coupling", "seam",
                              f"{sender} → {receiver}: {summary}", sender=sender,
                              receivers=[receiver], message=summary.split(" ")[0], **data)
@@ -160,8 +156,6 @@ class MobileNodeCoupling(_Coupling):
     """The mobile node's side: bootstrap (IKE from the CoA, the HoA, the SAs and SPD),
     and what a handover costs with K=1 or K=0."""
 
-    side = "mn"
-
     def __init__(self, node: Node, ike: IkeDaemon, home_agent: str, *,
                  home_agent4: str | None = None, hoa_mode: str = "address",
                  spd_owner: str = "mobility", k_bit: bool = True,
@@ -178,12 +172,19 @@ class MobileNodeCoupling(_Coupling):
         self.ike_endpoint: ipaddress._BaseAddress | None = None   # our side of the IKE SA
         self.ready = False                  # the BU/BA SA (and payload SA) exist
         self.on_ready: list[Callable[[], None]] = []
-        self.on_home_address: list[Callable[[IPv6, ipaddress.IPv6Network], None]] = []
         self.ike_exchanges_started = 0
+        self._configs: dict[int, IkeConfig] = {}
 
     # -- bootstrap (RFC 4877 §9, RFC 5026 §5.3) -------------------------------------------
 
     def _config(self, local) -> IkeConfig:
+        """The IKE configuration of an SA from ``local`` (one per address family, kept,
+        so that its built payloads are reused when IKE runs again after a move)."""
+        if local.version not in self._configs:
+            self._configs[local.version] = self._make_config(local)
+        return self._configs[local.version]
+
+    def _make_config(self, local) -> IkeConfig:
         base = self.ike.config
         ha = self.home_agent
         request = ("ipv6",) if self.hoa_mode == "address" else ("home-prefix",)
@@ -248,16 +249,12 @@ class MobileNodeCoupling(_Coupling):
         self.ike.create_child(self.ike_sa, mode=mode, local_ts=local_ts, remote_ts=remote_ts)
 
     def _home_address(self, hoa: IPv6, prefix: ipaddress.IPv6Network) -> None:
-        first = self.home_address is None
         self.home_address, self.home_prefix = hoa, prefix
         # "the mobility module installs them": as soon as the HoA is known
         self._spdadd(bu_selectors(hoa, self.home_agent, at_home_agent=False),
                      IPsecTemplate("transport", reqid=BU_REQID), f"mip6-bu-{hoa}")
         if self.protect_payload:
             self._install_payload_policy()
-        if first:
-            for listener in list(self.on_home_address):
-                listener(hoa, prefix)
 
     def _install_payload_policy(self) -> None:
         selectors = payload_selectors(self.home_address, at_home_agent=False)
@@ -338,8 +335,6 @@ class MobileNodeCoupling(_Coupling):
 class HomeAgentCoupling(_Coupling):
     """The home agent's side: learning each MN's HoA from IKE (for its SPD and PAD),
     answering the binding cache's PAD question, following the K bit."""
-
-    side = "ha"
 
     def __init__(self, node: Node, ike: IkeDaemon, home_agent: str, *,
                  spd_owner: str = "mobility", k_bit: bool = True) -> None:
