@@ -261,18 +261,11 @@ class HomeAgent:
                 F=int(ack.nat_detection), refresh=self.nat_refresh if entry and
                 entry.nat_detected else 0xFFFFFFFF))
         seconds = ack.lifetime * (LIFETIME_UNIT_US // 1_000_000)
-        if udp is not None:
-            ba = build_ba(str(self.address), None, str(ack.home_address),
-                          ack.sequence_number, seconds, status=int(ack.status), k=ack.k,
-                          options=options)
-        elif source == ack.home_address:
-            ba = build_ba(str(self.address), None, str(ack.home_address),
-                          ack.sequence_number, seconds, status=int(ack.status), k=ack.k,
-                          options=options)
-        else:
-            ba = build_ba(str(self.address), str(source), str(ack.home_address),
-                          ack.sequence_number, seconds, status=int(ack.status), k=ack.k,
-                          options=options)
+        # to the CoA the BU came from with a type 2 RH; straight to the HoA when the BU
+        # came from it (home) or inside UDP 4191 (RFC 5555 §4.2: no RH2 in the tunnel)
+        via = None if udp is not None or source == ack.home_address else str(source)
+        ba = build_ba(str(self.address), via, str(ack.home_address), ack.sequence_number,
+                      seconds, status=int(ack.status), k=ack.k, options=options)
         self.stats["ba_sent"] += 1
         if udp is None:
             self.node.route_out(bytes(ba))
