@@ -290,23 +290,22 @@ class MobileNode:
                        f"{'K ' if bu.k else ''}CoA {bu.care_of_address or bu.ipv4_care_of_address}"
                        f"{' (retransmission)' if bu.retransmission else ''}",
                        sequence=bu.sequence_number)
-        if bu.ipv4_care_of_address is not None and bu.care_of_address != bu.home_address:
+        home = bu.care_of_address == bu.home_address   # §11.5.5: from the HoA, no HAO
+        in_udp = bu.ipv4_care_of_address is not None and not home
+        if in_udp:
             options.append(MIP6OptIPv4CareOfAddress(coa=str(bu.ipv4_care_of_address)))
-            packet = build_bu(str(bu.home_address), None, str(bu.home_agent),
-                              bu.sequence_number, seconds, **common)
-            # RFC 5555 §5.1: IPsec first, then IPv4/UDP from the *new* CoA
-            for protected in self.node.ipsec.output(bytes(packet)) or []:
-                self.node.route_out(encapsulate(protected, TunnelEndpoint(
-                    bu.ipv4_care_of_address, self.coupling.home_agent4,
-                    (DSMIP6_UDP_PORT, DSMIP6_UDP_PORT))), protect=False)
+        # the HAO carries the HoA from an IPv6 CoA; from the HoA or from IPv4 there is none
+        hao_from = None if home or in_udp else str(bu.care_of_address)
+        packet = bytes(build_bu(str(bu.home_address), hao_from, str(bu.home_agent),
+                                bu.sequence_number, seconds, **common))
+        if not in_udp:
+            self.node.route_out(packet)
             return
-        if bu.care_of_address == bu.home_address:     # §11.5.5: from the HoA, no HAO
-            packet = build_bu(str(bu.home_address), None, str(bu.home_agent),
-                              bu.sequence_number, seconds, **common)
-        else:
-            packet = build_bu(str(bu.home_address), str(bu.care_of_address),
-                              str(bu.home_agent), bu.sequence_number, seconds, **common)
-        self.node.route_out(bytes(packet))
+        # RFC 5555 §5.1: IPsec first, then IPv4/UDP from the *new* CoA
+        for protected in self.node.ipsec.output(packet) or []:
+            self.node.route_out(encapsulate(protected, TunnelEndpoint(
+                bu.ipv4_care_of_address, self.coupling.home_agent4,
+                (DSMIP6_UDP_PORT, DSMIP6_UDP_PORT))), protect=False)
 
     def _accepted(self, event: RegistrationAccepted) -> None:
         new = self.care_of_address
