@@ -68,6 +68,9 @@ class IkeDaemon:
         self._by_peer: dict[tuple[str, str], list[IkeSa]] = {}   # responder SAs by peer ID
         self._cookie_secret = self._random(32)
         self.cookies_sent = 0
+        # bumped by everything that may change what tables() shows (a recorder's cheap
+        # "did anything change?" before it reads the tables again)
+        self.changes = 0
         node.bind_udp(IKE_PORT, self._datagram)
         node.bind_udp(NAT_T_PORT, self._datagram)
         # IKE itself must never be caught by the child SAs it creates (RFC 4301 §4.4.1
@@ -105,6 +108,7 @@ class IkeDaemon:
         sa = IkeSa(config, True, local, peer, self._random,
                    lambda: self._allocate_spi(peer), self.node.sim.now_us)
         self.sas[sa.spi_i] = sa
+        self.changes += 1
         sa.initiate(self.node.sim.now_us)
         self._announce(sa, f"IKE_SA_INIT → {peer}")
         self._pump(sa)
@@ -124,6 +128,7 @@ class IkeDaemon:
     # -- I/O -------------------------------------------------------------------------------
 
     def _datagram(self, datagram: UdpDatagram) -> None:
+        self.changes += 1
         data = datagram.payload
         if datagram.dport == NAT_T_PORT:
             data = unwrap_udp(data, NAT_T_PORT)
@@ -182,6 +187,7 @@ class IkeDaemon:
                 label=f"{self.node.name} IKE retransmit")
 
     def _timeout(self, sa: IkeSa) -> None:
+        self.changes += 1
         self._timers.pop(id(sa), None)
         sa.handle_timer(self.node.sim.now_us)
         self._pump(sa)
@@ -192,6 +198,7 @@ class IkeDaemon:
         self.node.announce("ike", f"[{sa.spi_i.hex()[:8]}] {summary}", **data)
 
     def _event(self, sa: IkeSa, event) -> None:
+        self.changes += 1
         self._handle(sa, event)
         for listener in list(self.listeners):
             listener(sa, event)
@@ -405,6 +412,7 @@ class IkeDaemon:
         "discard key management connections" to the old care-of address)."""
         if sa.state == "CLOSED":
             return
+        self.changes += 1
         sa.state = "CLOSED"
         sa.pending = None
         timer = self._timers.pop(id(sa), None)
@@ -453,6 +461,34 @@ class IkeDaemon:
         """Rekey a child SA (the first one by default), §2.8."""
         sa.create_child(self.node.sim.now_us, rekey=inbound_spi or sa.child.inbound_spi)
         self._pump(sa)
+
+    # -- display ---------------------------------------------------------------------------
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The IKE SAs this daemon holds and the child SAs they negotiated, as rows.
+
+        An IKE SA is identified by its SPIs (RFC 7296 §2.6); a child SA by the SPI it
+        receives on, with the peer's SPI, its traffic selectors (§2.9) and its mode.
+        Closed IKE SAs stay listed (state CLOSED) so that a student sees them end."""
+        ike_sas, child_sas = [], []
+        for sa in self.sas.values():
+            ike = sa.spi_i.hex()
+            ike_sas.append({
+                "spi_i": ike, "spi_r": sa.spi_r.hex(),
+                "role": "initiator" if sa.initiator else "responder",
+                "local": f"{sa.local}:{sa.local_port}", "remote": f"{sa.remote}:{sa.remote_port}",
+                "state": sa.state, "peer": sa.peer_identity or "-",
+                "nat": "yes" if sa.nat_detected else "no",
+                "exchanges": sa.exchanges, "child_sas": len(sa.children)})
+            for child in sa.children.values():
+                child_sas.append({
+                    "spi_in": f"0x{child.inbound_spi:08x}",
+                    "spi_out": f"0x{child.outbound_spi:08x}",
+                    "ike_sa": ike[:8], "mode": child.mode, "suite": child.suite,
+                    "local_ts": ", ".join(str(ts) for ts in child.local_ts),
+                    "remote_ts": ", ".join(str(ts) for ts in child.remote_ts),
+                    "udp_encap": "yes" if child.udp_encapsulation else "no"})
+        return {"ike_sas": ike_sas, "child_sas": child_sas}
 
 
 def _mobility_endpoints(child: ChildSaEstablished) -> tuple[str, str] | None:

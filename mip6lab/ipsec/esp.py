@@ -27,6 +27,7 @@ the RFC's reason; the caller drops the packet, counts it on the SA and traces it
 
 from __future__ import annotations
 
+import copy
 import struct
 from typing import NamedTuple
 
@@ -37,7 +38,7 @@ from scapy.utils import checksum
 
 from ..crypto.esp_suites import IntegrityError
 from ..errors import MalformedPacket, RemoteProtocolError
-from .replay import MASK32, ReplayError
+from .replay import MASK32, ReplayError, ReplayWindow
 from .sad import SecurityAssociation, SecurityAssociationDatabase
 from .selectors import HAO_OPTION, extension_length, find_option, packet_selectors
 
@@ -413,6 +414,21 @@ def _fix_inner_checksum(packet: bytes, offset: int, next_header: int) -> bytes:
     return bytes(parsed)
 
 
+def open_copy(sa: SecurityAssociation, packet: bytes) -> Decapsulated:
+    """Decrypt ``packet`` (an IP packet carrying ESP, perhaps in UDP 4500) on a copy of
+    inbound SA ``sa`` with a fresh replay window: for a reader of a trace who holds the
+    keys, so that a packet can be opened again, in any order, without touching the SA
+    the node uses. Raises EspError as :func:`decapsulate` does."""
+    at, nh_field, in_udp = locate_esp(packet)
+    esp = packet[at:]
+    if len(esp) < ESP_HEADER + 4:
+        raise EspError("ESP packet truncated")
+    reader = copy.copy(sa)
+    reader.replay = ReplayWindow(sa.replay_window_size, sa.esn)
+    reader.state = "mature"
+    return _decapsulate(reader, packet, at, nh_field, in_udp, esp)
+
+
 def esp_spi(packet: bytes) -> int | None:
     """The SPI of an ESP packet, or None if it carries no ESP."""
     try:
@@ -422,5 +438,5 @@ def esp_spi(packet: bytes) -> int | None:
     return int.from_bytes(packet[at:at + 4], "big") if len(packet) >= at + 4 else None
 
 
-__all__ = ["EspError", "Decapsulated", "encapsulate", "decapsulate", "locate_esp",
+__all__ = ["EspError", "Decapsulated", "encapsulate", "decapsulate", "locate_esp", "open_copy",
            "ipv6_esp_offset", "esp_spi", "NAT_T_PORT"]

@@ -54,6 +54,9 @@ class Scenario:
     description: ClassVar[str] = ""
     duration: ClassVar[float] = 10.0
     options: ClassVar[dict[str, Any]] = {}
+    #: the values an option may take, where they are few (a what-if control offers
+    #: these); an option not listed takes any value of its default's type
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     #: where the scenario can run: "inproc" always; "netns" when it can build on namespaces
     backends: ClassVar[tuple[str, ...]] = ("inproc",)
     #: frames the real backend's capture recorded (``capture``), set by :meth:`finish`
@@ -76,6 +79,10 @@ class Scenario:
                                 f"it knows {', '.join(sorted(self.options)) or 'none'}")
         self.settings = {key: _convert(key, options.get(key, default), default)
                          for key, default in self.options.items()}
+        for key, allowed in self.choices.items():
+            if key in self.settings and self.settings[key] not in allowed:
+                raise ScenarioError(f"option {key}: {self.settings[key]!r} is not one of "
+                                    f"{', '.join(map(repr, allowed))}")
         try:
             self.lab = Lab(seed=seed, build=self.build)
         except ScenarioError:

@@ -35,8 +35,8 @@ from ..ikev2.daemon import IkeDaemon
 from ..ikev2.pools import AddressPool
 from ..ikev2.ts import TrafficSelector
 from ..ipsec import IPsecStack
-from ..mobility.coupling import (BU_REQID, PAYLOAD_REQID, HomeAgentCoupling,
-                                 MobileNodeCoupling)
+from ..mobility.coupling import (BU_REQID, HOA_MODES, PAYLOAD_REQID, SPD_OWNERS,
+                                 HomeAgentCoupling, MobileNodeCoupling)
 from ..mobility.home_agent import HomeAgent
 from ..mobility.mobile_node import MobileNode
 from ..net.lab import Lab
@@ -103,6 +103,8 @@ class MobilityScenario(Scenario):
         "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
         "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
     }
+    choices = {"k_bit": (0, 1), "hoa_mode": HOA_MODES, "spd_owner": SPD_OWNERS,
+               "protect_payload": (0, 1), "ipv4_home_address": (0, 1)}
     #: where the MN is when the scenario starts, and (time, place) moves after that
     start_on = "visit1"
     moves: list[tuple[float, str]] = []

@@ -1,0 +1,427 @@
+"""Reading a trace event as a student does: its layers, its bytes, and what ESP and IKE hide.
+
+:func:`dissect` turns a frame into scapy's layer tree with the byte range of every
+layer's header (so a hexdump can mark the layer selected); :class:`KeyRing` holds every
+key the lab used -- each SA as added and as every MIGRATE left it (the key engines'
+history), and every IKE SA's SK_e/SK_a -- and opens ESP packets (RFC 4303 §3.4, on a
+copy of the SA, so the nodes' replay windows are not touched) and IKE SK payloads
+(RFC 7296 §3.14). :func:`protocols` says which protocols a frame carries, the
+decrypted ones included, for filters: a BU inside ESP is both "ESP" and "MH".
+
+Nothing here changes the lab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet
+
+from .errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from .net.lab import Lab
+    from .trace import Event
+
+#: the protocol names filters use, in the order a dashboard lists them
+PROTOCOLS = ("IKE", "ESP", "MH", "ND/RA", "data", "other")
+
+IKE_PORTS = (500, 4500)
+DSMIP6_UDP_PORT = 4191
+ETHER_HEADER = 14
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a dissected frame: its scapy name, depth, header bytes and fields."""
+
+    name: str
+    depth: int
+    start: int                 # offset of the layer's first byte in the frame
+    end: int                   # offset just after its own header (its payload follows)
+    fields: tuple[tuple[str, str], ...]
+
+    def text(self) -> str:
+        inner = ", ".join(f"{name}={value}" for name, value in self.fields)
+        return f"{'  ' * self.depth}{self.name} [{self.start}:{self.end}] {inner}"
+
+
+@dataclass(frozen=True)
+class Dissection:
+    """A frame as layers; ``error`` says why scapy could not go further (None if it did)."""
+
+    data: bytes
+    layers: tuple[Layer, ...]
+    error: str | None = None
+
+    def text(self) -> str:
+        lines = [layer.text() for layer in self.layers]
+        if self.error:
+            lines.append(f"(dissection stopped: {self.error})")
+        return "\n".join(lines)
+
+
+def _field_text(layer: Packet, fld) -> str:
+    value = layer.getfieldval(fld.name)
+    try:
+        text = fld.i2repr(layer, value)
+    except Exception:          # a field scapy cannot show: its raw value, not a crash
+        text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def dissect_packet(packet: Packet, data: bytes) -> Dissection:
+    """The layers of ``packet`` (dissected from ``data``)."""
+    layers: list[Layer] = []
+    layer, depth, total = packet, 0, len(data)
+    while layer is not None and not isinstance(layer, type(None)) and layer.name != "NoPayload":
+        original = getattr(layer, "original", None) or b""
+        start = max(total - len(original), 0) if original else (layers[-1].end if layers else 0)
+        payload = layer.payload
+        inner = getattr(payload, "original", None) or b"" if payload else b""
+        end = start + max(len(original) - len(inner), 0) if original else start
+        fields = tuple((fld.name, _field_text(layer, fld)) for fld in layer.fields_desc)
+        layers.append(Layer(layer.name, depth, start, min(end, total), fields))
+        if not payload:
+            break
+        layer, depth = payload, depth + 1
+    return Dissection(data, tuple(layers))
+
+
+def dissect(frame: bytes) -> Dissection:
+    """An Ethernet frame as scapy's layers; a frame scapy fails on gives its bytes as one
+    raw layer and the reason, never an exception."""
+    try:
+        packet = Ether(frame)
+    except Exception as exc:            # scapy raises many kinds; the reader gets text
+        return Dissection(frame, (Layer("Raw", 0, 0, len(frame), (("load", frame.hex()),)),),
+                          f"scapy could not dissect this frame: {exc}")
+    return dissect_packet(packet, frame)
+
+
+def hexdump_rows(data: bytes, width: int = 16) -> list[tuple[int, bytes]]:
+    """(offset, bytes) per row of a hexdump."""
+    return [(offset, data[offset:offset + width]) for offset in range(0, len(data), width)]
+
+
+def hexdump_text(data: bytes, mark: tuple[int, int] | None = None, width: int = 16) -> str:
+    """A hexdump; with ``mark`` (start, end) the marked bytes are in [brackets]."""
+    lines = []
+    for offset, chunk in hexdump_rows(data, width):
+        cells = []
+        for i, byte in enumerate(chunk):
+            at = offset + i
+            cell = f"{byte:02x}"
+            if mark and mark[0] <= at < mark[1]:
+                cell = f"[{cell}]"
+            cells.append(cell)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:04x}  {' '.join(cells)}  {text}")
+    return "\n".join(lines)
+
+
+# -- decryption ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """What an encrypted part of a frame holds, opened with the lab's own keys."""
+
+    what: str                  # "ESP payload" or "IKE SK payload"
+    key: str                   # which SA's keys opened it
+    dissection: Dissection | None
+    payloads: tuple[str, ...] = ()     # IKE: the inner payloads, one line each
+    error: str | None = None           # why it could not be opened
+
+    def text(self) -> str:
+        head = f"Decrypted {self.what} (with {self.key})"
+        if self.error:
+            return f"{head}: cannot open: {self.error}"
+        body = self.dissection.text() if self.dissection is not None else "\n".join(self.payloads)
+        return f"{head}:\n{body}"
+
+
+def _ip_packet(frame: bytes) -> bytes | None:
+    """The IP packet of an Ethernet frame, out of the DSMIP6 tunnel if it is in one:
+    IPv4/UDP 4191 (RFC 5555 §4.1) or IPv6-in-IPv4 (protocol 41) -- a BU sent from an
+    IPv4 care-of address is IPv4 / UDP 4191 / IPv6 / ESP."""
+    if len(frame) < ETHER_HEADER:
+        return None
+    ethertype = int.from_bytes(frame[12:14], "big")
+    if ethertype not in (0x0800, 0x86DD):
+        return None
+    packet = frame[ETHER_HEADER:]
+    if packet[:1] and packet[0] >> 4 == 4 and len(packet) >= 20:
+        header = (packet[0] & 0x0F) * 4
+        proto = packet[9]
+        if proto == 41 and len(packet) > header:
+            return packet[header:]
+        if proto == 17 and len(packet) >= header + 8 + 40:
+            ports = (int.from_bytes(packet[header:header + 2], "big"),
+                     int.from_bytes(packet[header + 2:header + 4], "big"))
+            inner = packet[header + 8:]
+            if DSMIP6_UDP_PORT in ports and inner[0] >> 4 in (4, 6):
+                return inner
+    return packet
+
+
+def _ike_message(frame: bytes) -> bytes | None:
+    """The IKE message a frame carries in UDP 500 or 4500 (non-ESP marker removed)."""
+    try:
+        packet = Ether(frame)
+    except Exception:
+        return None
+    udp = packet.getlayer(UDP)
+    if udp is None or not (udp.sport in IKE_PORTS or udp.dport in IKE_PORTS):
+        return None
+    data = bytes(udp.payload)
+    if 4500 in (udp.sport, udp.dport):
+        if len(data) < 4 or data[:4] != b"\0\0\0\0":
+            return None
+        data = data[4:]
+    return data if len(data) >= 28 else None
+
+
+class KeyRing:
+    """Every key ``lab`` used, to open what its frames hide."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+
+    def _esp_sas(self, spi: int) -> list:
+        found = []
+        for node in self.lab.nodes.values():
+            if node.ipsec is None:
+                continue
+            for sa in [*node.ipsec.sad, *reversed(node.ipsec.engine.history)]:
+                if sa.spi == spi and sa.direction == "in" and sa not in found:
+                    found.append(sa)
+        return found
+
+    def _ike_sas(self, spi_i: bytes) -> list:
+        return [node.ike.sas[spi_i] for node in self.lab.nodes.values()
+                if node.ike is not None and spi_i in node.ike.sas
+                and node.ike.sas[spi_i].keys is not None]
+
+    def open_esp(self, frame: bytes) -> Decrypted | None:
+        """The ESP payload of ``frame`` decrypted (None if the frame carries no ESP)."""
+        from .ipsec.esp import EspError, esp_spi, open_copy
+
+        packet = _ip_packet(frame)
+        spi = esp_spi(packet) if packet is not None else None
+        if spi is None:
+            return None
+        candidates = self._esp_sas(spi)
+        if not candidates:
+            return Decrypted("ESP payload", f"SPI 0x{spi:08x}", None,
+                             error="the lab holds no inbound SA with this SPI")
+        reason = ""
+        for sa in candidates:
+            try:
+                opened = open_copy(sa, packet)
+            except (EspError, RemoteProtocolError) as exc:
+                reason = exc.reason if hasattr(exc, "reason") else str(exc)
+                continue
+            inner = opened.packet
+            layer = IPv6 if inner[:1] and inner[0] >> 4 == 6 else IP
+            try:
+                dissection = dissect_packet(layer(inner), inner)
+            except Exception as exc:
+                dissection = Dissection(inner, (), f"scapy could not dissect it: {exc}")
+            return Decrypted("ESP payload", f"SA 0x{spi:08x} {sa.mode} mode, {sa.suite}",
+                             dissection)
+        return Decrypted("ESP payload", f"SPI 0x{spi:08x}", None, error=reason)
+
+    def open_ike(self, frame: bytes) -> Decrypted | None:
+        """The SK payload of an IKE message in ``frame`` decrypted (None if the frame
+        carries no IKE message, or one without SK, as IKE_SA_INIT)."""
+        from .crypto.ike.sk import decrypt_message, find_encrypted_payload
+        from .wire.ikev2 import decode_inner_payloads
+
+        message = _ike_message(frame)
+        if message is None:
+            return None
+        try:
+            find_encrypted_payload(message)
+        except Exception:
+            return None                     # no SK payload: nothing is hidden
+        spi_i = message[:8]
+        from_initiator = bool(message[19] & 0x08)
+        sas = self._ike_sas(spi_i)
+        key = f"IKE SA {spi_i.hex()}"
+        if not sas:
+            return Decrypted("IKE SK payload", key, None,
+                             error="the lab holds no keys for this IKE SA")
+        reason = ""
+        for sa in sas:
+            try:
+                first, inner = decrypt_message(sa.keys.cipher(from_initiator=from_initiator),
+                                               message)
+                payloads = decode_inner_payloads(first, inner)
+            except Exception as exc:        # a forged or damaged message: say why
+                reason = str(exc) or type(exc).__name__
+                continue
+            side = "SK_ei/SK_ai" if from_initiator else "SK_er/SK_ar"
+            lines, layers = [], []
+            for payload in payloads:
+                one = dissect_packet(payload, bytes(payload))
+                layers.extend(Layer(l.name, l.depth, 0, 0, l.fields) for l in one.layers[:1])
+                lines.append(payload.summary().split(" / ")[0])  # this payload, not the chain
+            return Decrypted("IKE SK payload", f"{key}, {side}",
+                             Dissection(inner, tuple(layers)), tuple(lines))
+        return Decrypted("IKE SK payload", key, None, error=reason)
+
+    def open(self, frame: bytes) -> Decrypted | None:
+        """Whatever ``frame`` hides: its ESP payload or its IKE SK payload."""
+        return self.open_esp(frame) or self.open_ike(frame)
+
+
+# -- classification ----------------------------------------------------------------------
+
+
+def _outer_protocols(packet: Packet) -> set[str]:
+    from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS,
+                                    MIP6MH_BA, MIP6MH_BE, MIP6MH_BU, MIP6MH_Generic)
+    from scapy.layers.ipsec import ESP
+
+    found: set[str] = set()
+    udp = packet.getlayer(UDP)
+    if udp is not None and (udp.sport in IKE_PORTS or udp.dport in IKE_PORTS):
+        data = bytes(udp.payload)
+        if 4500 in (udp.sport, udp.dport) and data[:4] != b"\0\0\0\0":
+            found.add("ESP")       # ESP in UDP 4500, or a NAT-keepalive
+        else:
+            found.add("IKE")
+    if packet.haslayer(ESP):
+        found.add("ESP")
+    if any(packet.haslayer(kind) for kind in (MIP6MH_BU, MIP6MH_BA, MIP6MH_BE,
+                                              MIP6MH_Generic)) or (udp is not None and DSMIP6_UDP_PORT in (udp.sport, udp.dport)):
+        found.add("MH")
+    if any(packet.haslayer(kind) for kind in (ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6ND_NS,
+                                              ICMPv6ND_NA)):
+        found.add("ND/RA")
+    return found
+
+
+def protocols(frame: bytes, keyring: KeyRing | None = None) -> set[str]:
+    """The protocols ``frame`` carries (names of :data:`PROTOCOLS`), looking inside ESP
+    when ``keyring`` is given: IKE, ESP, MH, ND/RA, data (anything else over IP: the
+    traffic the scenario's applications send) or other (ARP ...)."""
+    try:
+        packet = Ether(frame)
+    except Exception:
+        return {"other"}
+    found = _outer_protocols(packet)
+    if "ESP" in found and keyring is not None:
+        opened = keyring.open_esp(frame)
+        if opened is not None and opened.dissection is not None and opened.dissection.data:
+            inner = opened.dissection.data
+            layer = IPv6 if inner[0] >> 4 == 6 else IP
+            try:
+                inside = _outer_protocols(layer(inner))
+            except Exception:
+                inside = set()
+            found |= inside or {"data"}
+    if not found:
+        found.add("data" if packet.haslayer(IP) or packet.haslayer(IPv6) else "other")
+    return found
+
+
+def mobility_message(frame: bytes, keyring: KeyRing | None = None) -> str | None:
+    """"BU" or "BA" when ``frame`` carries a Binding Update or Acknowledgement (in clear,
+    in ESP, or in UDP 4191), else None."""
+    from scapy.layers.inet6 import MIP6MH_BA, MIP6MH_BU
+
+    def look(packet: Packet) -> str | None:
+        if packet.haslayer(MIP6MH_BU):
+            return "BU"
+        if packet.haslayer(MIP6MH_BA):
+            return "BA"
+        return None
+
+    try:
+        found = look(Ether(frame))
+    except Exception:
+        return None
+    if found or keyring is None:
+        return found
+    opened = keyring.open_esp(frame)
+    if opened is None or opened.dissection is None or not opened.dissection.data:
+        return None
+    inner = opened.dissection.data
+    try:
+        return look((IPv6 if inner[0] >> 4 == 6 else IP)(inner))
+    except Exception:
+        return None
+
+
+@dataclass
+class EventView:
+    """What an inspector shows of one event, as data (and :meth:`text`)."""
+
+    event: Event
+    dissection: Dissection | None = None
+    decrypted: Decrypted | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        e = self.event
+        lines = [f"Event #{e.index} at {e.time:.6f} s: {e.node}/{e.module} {e.kind}",
+                 e.summary]
+        if e.link:
+            lines.append(f"link {e.link}" + (f", from {e.peer}" if e.peer else ""))
+        if e.reason:
+            lines.append(f"reason: {e.reason}")
+        for key, value in self.details.items():
+            lines.append(f"{key}: {value}")
+        if self.dissection is not None:
+            lines.append(self.dissection.text())
+        if self.decrypted is not None:
+            lines.append(self.decrypted.text())
+        return "\n".join(lines)
+
+
+def view(event: Event, keyring: KeyRing | None = None) -> EventView:
+    """Everything an inspector shows of ``event``; never raises on a bad frame."""
+    details = {key: value for key, value in event.data.items()}
+    if event.packet is None:
+        return EventView(event, details=details)
+    dissection = dissect(event.packet)
+    decrypted = keyring.open(event.packet) if keyring is not None else None
+    return EventView(event, dissection, decrypted, details)
+
+
+class TraceReader:
+    """:func:`protocols`, :func:`mobility_message` and :func:`view` for the events of
+    one lab, each frame classified once (a dashboard asks again at every redraw)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.keyring = KeyRing(lab)
+        self._protocols: dict[int, frozenset[str]] = {}
+        self._mobility: dict[int, str | None] = {}
+
+    def protocols(self, event: Event) -> frozenset[str]:
+        """The protocols of a packet event (empty for other events)."""
+        if event.packet is None:
+            return frozenset()
+        found = self._protocols.get(event.index)
+        if found is None:
+            found = self._protocols[event.index] = frozenset(protocols(event.packet,
+                                                                       self.keyring))
+        return found
+
+    def mobility_message(self, event: Event) -> str | None:
+        """"BU" or "BA" for a packet event carrying one, else None."""
+        if event.packet is None:
+            return None
+        if event.index not in self._mobility:
+            self._mobility[event.index] = (mobility_message(event.packet, self.keyring)
+                                           if "MH" in self.protocols(event) else None)
+        return self._mobility[event.index]
+
+    def view(self, event: Event) -> EventView:
+        return view(event, self.keyring)
