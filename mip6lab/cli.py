@@ -3,6 +3,7 @@
 ::
 
     mip6lab --version
+    mip6lab course [--dir DIR] [--port N] [--ip ADDR] [--no-browser]
     mip6lab scenario list
     mip6lab scenario run NAME [--seed N] [--set KEY=VALUE ...] [--json]
                               [--pcap FILE] [--pcap-dir DIR] [--keys DIR] [--ladder]
@@ -21,6 +22,10 @@
                         [--ike-proposal STR] [--esp-proposal STR] [--mode tunnel|transport]
                         [--once [--stay S] [--until-deleted] [--*-after S]]
                         [--timeout S] [--json [--events] [--show-keys]] [-v]
+
+``course`` starts JupyterLab on the course's notebooks (``notebooks/`` of this checkout,
+or ``--dir``); it needs the ``course`` extra (``pip install '.[course]'``) and says so,
+with status 2, when it is missing. JupyterLab prints the URL to open, with its token.
 
 ``scenario run`` exits 0 when the scenario's own verdict is good, 1 when it is not, and
 2 for a usage error (an unknown scenario or option, or ``--backend netns`` without
@@ -68,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
         "A working Mobile IPv6 / DSMIP6 + IKEv2/IPsec stack to learn from."))
     parser.add_argument("--version", action="version", version=f"mip6lab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    course = commands.add_parser("course", help="open the course: JupyterLab on the notebooks")
+    course.add_argument("--dir", help="the folder of notebooks to open (default: the "
+                        "course's notebooks/ folder)")
+    course.add_argument("--port", type=int, default=8888,
+                        help="the port to listen on (default 8888; the next free one if taken)")
+    course.add_argument("--ip", default="127.0.0.1", help="the address to listen on "
+                        "(default 127.0.0.1: this machine only)")
+    course.add_argument("--no-browser", action="store_true",
+                        help="do not open a browser; just print the URL")
     scenario = commands.add_parser("scenario", help="list or run the named scenarios")
     actions = scenario.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="the scenarios and what each shows")
@@ -388,8 +402,53 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+#: what the course needs beyond the stack: the ``course`` extra
+COURSE_MODULES = ("jupyterlab", "ipywidgets", "anywidget", "matplotlib", "ipykernel")
+
+
+def course_notebooks() -> str | None:
+    """The course's notebooks folder: ``notebooks/`` in the current folder, or beside
+    the package (a checkout installed with ``pip install -e``)."""
+    from pathlib import Path
+
+    for candidate in (Path.cwd() / "notebooks", Path(__file__).resolve().parents[1] / "notebooks"):
+        if (candidate / "00-start.ipynb").is_file():
+            return str(candidate)
+    return None
+
+
+def _course(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in COURSE_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"mip6lab course: {', '.join(missing)} missing: the course needs the "
+              "'course' extra: python3 -m pip install '.[course]' (from the mip6lab folder)",
+              file=sys.stderr)
+        return 2
+    folder = args.dir or course_notebooks()
+    if folder is None or not os.path.isdir(folder):
+        print("mip6lab course: no notebooks folder found here; run it from the mip6lab "
+              "folder or give --dir", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}",
+               f"--ServerApp.ip={args.ip}", f"--ServerApp.port={args.port}",
+               "--LabApp.default_url=/lab/tree/00-start.ipynb"]
+    if args.no_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:   # a lab VM's root: JupyterLab asks
+        command.append("--allow-root")
+    print(f"mip6lab course: JupyterLab on {folder}, at http://{args.ip}:{args.port}/lab "
+          "(or the next free port); open the URL with the token that JupyterLab prints "
+          "below. Ctrl-C stops it.", flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "course":
+        return _course(args)
     if args.command == "ike":
         try:
             return _ike(args)
