@@ -3,9 +3,11 @@
     python benchmarks/run.py            # all benchmarks
     python benchmarks/run.py network    # only those whose name contains "network"
     python benchmarks/run.py mobility --large   # options (--...) go to mobility.py
+    python benchmarks/run.py dashboard --rounds=3   # ... or to dashboard.py (--x=v)
 
 Each benchmark module defines ``run() -> list[Result]`` (``mobility.py``, a home agent
-registering N mobile nodes, takes the ``--`` options: ``run(options)``). A result names
+registering N mobile nodes, and ``dashboard.py``, the lab dashboard's latency, bytes and
+memory, take the ``--`` options: ``run(options)``). A result names
 its baseline, measured in the same process (or run) just before or after, so the ratio
 means something on any machine. No target here is a test: targets are printed beside
 the ratio.
@@ -26,7 +28,7 @@ from common import Result  # noqa: E402
 def main(argv: list[str]) -> int:
     wanted = [a for a in argv[1:] if not a.startswith("--")] or [""]
     options = [a for a in argv[1:] if a.startswith("--")]
-    modules = sorted(p.stem for p in HERE.glob("bench_*.py")) + ["mobility"]
+    modules = sorted(p.stem for p in HERE.glob("bench_*.py")) + ["mobility", "dashboard"]
     selected = [m for m in modules if any(w in m for w in wanted)]
     if not selected:
         print(f"no benchmark matches {wanted}; there are: {', '.join(modules)}")
@@ -34,7 +36,8 @@ def main(argv: list[str]) -> int:
     for name in selected:
         module = importlib.import_module(name)
         print(f"== {name}: {module.__doc__.strip().splitlines()[0]}")
-        results: list[Result] = module.run(options) if name == "mobility" else module.run()
+        results: list[Result] = module.run(options) if name in ("mobility", "dashboard") \
+            else module.run()
         for result in results:
             print("   " + result.line())
     return 0
