@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
-from scapy.packet import Packet
+from scapy.packet import Packet, Padding
 
 from .errors import RemoteProtocolError
 
@@ -75,17 +75,21 @@ def _field_text(layer: Packet, fld) -> str:
 
 
 def dissect_packet(packet: Packet, data: bytes) -> Dissection:
-    """The layers of ``packet`` (dissected from ``data``)."""
+    """The layers of ``packet`` (dissected from ``data``), each with its header's bytes:
+    they follow one another from the first byte, each as long as its own fields build
+    (so trailing padding, which scapy keeps apart, does not shift them)."""
     layers: list[Layer] = []
-    layer, depth, total = packet, 0, len(data)
-    while layer is not None and not isinstance(layer, type(None)) and layer.name != "NoPayload":
-        original = getattr(layer, "original", None) or b""
-        start = max(total - len(original), 0) if original else (layers[-1].end if layers else 0)
-        payload = layer.payload
-        inner = getattr(payload, "original", None) or b"" if payload else b""
-        end = start + max(len(original) - len(inner), 0) if original else start
+    layer, depth, at = packet, 0, 0
+    while layer is not None and layer.name != "NoPayload":
+        try:   # scapy builds a Padding layer as nothing: its bytes are its load
+            length = len(layer.load) if isinstance(layer, Padding) else len(layer.self_build())
+        except Exception:              # a layer that cannot build itself: the rest
+            length = len(data) - at
+        end = min(at + length, len(data))
         fields = tuple((fld.name, _field_text(layer, fld)) for fld in layer.fields_desc)
-        layers.append(Layer(layer.name, depth, start, min(end, total), fields))
+        layers.append(Layer(layer.name, depth, at, end, fields))
+        at = end
+        payload = layer.payload
         if not payload:
             break
         layer, depth = payload, depth + 1
@@ -292,14 +296,18 @@ def _outer_protocols(packet: Packet) -> set[str]:
     udp = packet.getlayer(UDP)
     if udp is not None and (udp.sport in IKE_PORTS or udp.dport in IKE_PORTS):
         data = bytes(udp.payload)
-        if 4500 in (udp.sport, udp.dport) and data[:4] != b"\0\0\0\0":
-            found.add("ESP")       # ESP in UDP 4500, or a NAT-keepalive
+        if data == b"\xff":
+            found.add("other")     # a NAT-keepalive (RFC 3948 §2.3): neither IKE nor ESP
+        elif 4500 in (udp.sport, udp.dport) and data[:4] != b"\0\0\0\0":
+            found.add("ESP")       # ESP in UDP 4500 (RFC 3948 §2.1)
         else:
             found.add("IKE")
     if packet.haslayer(ESP):
         found.add("ESP")
+    # (UDP 4191 says nothing by itself: RFC 5555 §4.1 tunnels data in it too; scapy
+    # dissects what it carries, which wire/mip6.py binds to the port)
     if any(packet.haslayer(kind) for kind in (MIP6MH_BU, MIP6MH_BA, MIP6MH_BE,
-                                              MIP6MH_Generic)) or (udp is not None and DSMIP6_UDP_PORT in (udp.sport, udp.dport)):
+                                              MIP6MH_Generic)):
         found.add("MH")
     if any(packet.haslayer(kind) for kind in (ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6ND_NS,
                                               ICMPv6ND_NA)):

@@ -73,9 +73,11 @@ class Timeline:
         self._recorded = 0                         # events whose state is recorded
         self._unsubscribe = lab.trace.subscribe(self._on_emit)
         self.exhausted = False
-        # the events that existed before the timeline was made have no state of their
-        # own: they share the state the timeline started from
-        while self._recorded < len(lab.trace.events):
+        # the events that existed before the timeline was made (those of the lab's
+        # build, at t = 0) have no state of their own: they share the state the timeline
+        # started from, and ``prehistory`` says how many they are
+        self.prehistory = len(lab.trace.events)
+        while self._recorded < self.prehistory:
             self._states.append(self._initial)
             self._recorded += 1
 
@@ -96,10 +98,11 @@ class Timeline:
             self._states.append(self._last)
         self._recorded = len(self._states)
 
-    def _end_of_step(self) -> None:
+    def _end_of_step(self, before: int) -> None:
         """After a simulator step: what the step did after its last event belongs to
-        that event, so the state at a step's last event is the lab's state now."""
-        if self._recorded and self._recorded == len(self.lab.trace.events):
+        that event, so the state at a step's last event is the lab's state now. A step
+        that emitted nothing leaves the earlier events as they were recorded."""
+        if self._recorded > before and self._recorded == len(self.lab.trace.events):
             self._record(self.lab.trace.events[self._recorded - 1], force=True)
 
     def close(self) -> None:
@@ -140,7 +143,7 @@ class Timeline:
 
     def changes_at(self, index: int) -> list[RowChange]:
         """The rows event ``index`` added, removed or changed."""
-        if index < 0:
+        if index < self.prehistory:     # built before the recording: no diff of its own
             return []
         return state_diff(self.state_at(index - 1), self.state_at(index))
 
@@ -171,15 +174,26 @@ class Timeline:
             if due is None or (self.until_us is not None and due > self.until_us):
                 self.exhausted = True
                 return False
+            before = self._recorded
             self.lab.step()
-        self._end_of_step()
+            self._end_of_step(before)
         return True
+
+    #: simulator steps in a row without a trace event after which the lab is taken to be
+    #: stuck (a timer rescheduling itself at the same instant), not merely quiet
+    SILENT_STEPS = 200_000
 
     def _reach(self, index: int) -> bool:
         """Record events until ``index`` exists; False if the lab ends first."""
+        silent = 0
         while self._recorded <= index:
+            before = self._recorded
             if not self.advance():
                 return False
+            silent = silent + 1 if self._recorded == before else 0
+            if silent >= self.SILENT_STEPS:
+                raise TimelineError(f"the lab ran {silent} steps up to t = {self.lab.now:g} s "
+                                    "without a single event: it is stuck, not running")
         return True
 
     def step(self, count: int = 1) -> Event | None:
@@ -250,11 +264,15 @@ class Timeline:
         if index is not None:
             return self.jump(index)
         if time is not None:
+            if not time >= 0:
+                raise TimelineError(f"run to t = {time!r}: a time is a number of seconds >= 0")
             limit = int(round(time * 1_000_000))
-            self.cursor = -1       # the time may be behind the cursor: search from the start
-            found = self.find_next(lambda e: e.time_us > limit)
-            self.cursor = (found - 1) if found is not None else self._recorded - 1
-            self.cursor = max(self.cursor, -1)
+            here, self.cursor = self.cursor, -1     # the time may be behind the cursor
+            try:
+                found = self.find_next(lambda e: e.time_us > limit)
+            finally:
+                self.cursor = here
+            self.cursor = max((found - 1) if found is not None else self._recorded - 1, -1)
             return self.event
         if predicate is not None:
             found = self.find_next(predicate)
@@ -266,6 +284,6 @@ class Timeline:
 
     def run_all(self) -> int:
         """Record the whole run (to ``until``); the number of events."""
-        while self.advance():
+        while self._reach(self._recorded):
             pass
         return self._recorded

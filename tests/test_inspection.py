@@ -330,3 +330,28 @@ def test_ike_daemon_changes_counts_what_tables_show():
     seen = ha.changes
     scenario.lab.run(until=0.2)
     assert ha.changes > seen and ha.tables()["ike_sas"][0]["state"] == "ESTABLISHED"
+
+
+def test_udp_4191_carries_data_as_well_as_bu_ba():
+    """RFC 5555 §4.1 tunnels data in UDP 4191 too: the port alone does not make "MH"."""
+    scenario = create("dsmip6-nat", 0)
+    scenario.lab.run(until=8.0)
+    reader = TraceReader(scenario.lab)
+    behind_nat = [e for e in scenario.lab.events.frames()
+                  if e.kind == "tx" and e.node == "mn" and e.time > 5.0 and "4191" in e.summary]
+    kinds = {reader.mobility_message(e): reader.protocols(e) for e in behind_nat}
+    assert kinds["BU"] >= {"ESP", "MH"}              # the BU, protected, in the tunnel
+    assert kinds[None] == frozenset({"data"})         # the echo traffic in the same tunnel
+    keepalive = next(e for e in scenario.lab.events.frames() if "NAT-keepalive" in e.summary)
+    assert reader.protocols(keepalive) == frozenset({"other"})
+
+
+def test_byte_ranges_ignore_trailing_padding():
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    frame = bytes(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / b"hi")
+    frame += bytes(60 - len(frame))                   # Ethernet's minimum size
+    ranges = [(layer.name, layer.start, layer.end) for layer in dissect(frame).layers]
+    assert ranges == [("Ethernet", 0, 14), ("IP", 14, 34), ("UDP", 34, 42), ("Raw", 42, 44),
+                      ("Padding", 44, 60)]

@@ -57,6 +57,8 @@ class Scenario:
     #: the values an option may take, where they are few (a what-if control offers
     #: these); an option not listed takes any value of its default's type
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: options that must be above zero (an interval of 0 would schedule forever at t=0)
+    positive: ClassVar[tuple[str, ...]] = ()
     #: where the scenario can run: "inproc" always; "netns" when it can build on namespaces
     backends: ClassVar[tuple[str, ...]] = ("inproc",)
     #: frames the real backend's capture recorded (``capture``), set by :meth:`finish`
@@ -83,6 +85,9 @@ class Scenario:
             if key in self.settings and self.settings[key] not in allowed:
                 raise ScenarioError(f"option {key}: {self.settings[key]!r} is not one of "
                                     f"{', '.join(map(repr, allowed))}")
+        for key in self.positive:
+            if key in self.settings and not self.settings[key] > 0:
+                raise ScenarioError(f"option {key}: must be above 0, not {self.settings[key]!r}")
         try:
             self.lab = Lab(seed=seed, build=self.build)
         except ScenarioError:

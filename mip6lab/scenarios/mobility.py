@@ -103,6 +103,7 @@ class MobilityScenario(Scenario):
         "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
         "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
     }
+    positive = ("lifetime", "data_interval", "nat_timeout", "nat_refresh")
     choices = {"k_bit": (0, 1), "hoa_mode": HOA_MODES, "spd_owner": SPD_OWNERS,
                "protect_payload": (0, 1), "ipv4_home_address": (0, 1)}
     #: where the MN is when the scenario starts, and (time, place) moves after that

@@ -64,6 +64,11 @@ def _table_html(rows: tuple[dict[str, Any], ...], marks: dict[str, str],
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _css_name(text: str) -> str:
+    """``text`` reduced to what a CSS class may hold (a node may be named anything)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
 class StatePanels(Part):
     """Every node's tables at the current event, with what this event changed."""
 
@@ -92,6 +97,9 @@ class StatePanels(Part):
                        "topology and the inspector still show every frame.</div>")
         if self.show_diff.value:
             lines = [escape(c.describe()) for c in changes] or ["(this event changed no table)"]
+            if 0 <= self.session.timeline.cursor < self.session.timeline.prehistory:
+                lines = ["(this event happened while the lab was built, before the recording "
+                         "began: the tables shown are those of the lab as built)"]
             out.append(f'<div class="mip6lab-diff"><b>Changed by event '
                        f'#{self.session.timeline.cursor}:</b><br>{"<br>".join(lines)}</div>')
         for node in nodes:
@@ -105,7 +113,7 @@ class StatePanels(Part):
                 mine = [c for c in changes if c.node == node and c.table == table]
                 marks = {c.key: c.change for c in mine if c.change != "removed"}
                 removed = [c.row for c in mine if c.change == "removed"]
-                css = f"mip6lab-panel-{node}-{table}"
+                css = "mip6lab-panel-" + _css_name(f"{node}-{table}")
                 out.append(f'<div class="mip6lab-panel {css}"><b>{escape(title)}</b> '
                            f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
                            f"{_table_html(rows, marks, removed, key)}</div>")

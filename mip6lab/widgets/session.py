@@ -46,6 +46,11 @@ class Session:
 
     def _attach(self, source: Scenario | Lab) -> None:
         if isinstance(source, Scenario):
+            if source.lab.sim.executed:    # already run: its past was not recorded
+                source = type(source)(seed=source.lab.seed, backend=source.backend,
+                                      **source.settings)
+                self.message = (f"{source.name} had already run; built again with the "
+                                "same seed and options, so that every event can be shown")
             self.scenario, lab = source, source.lab
             until = source.duration
         elif isinstance(source, Lab):
@@ -139,6 +144,9 @@ class Session:
         except TimelineError as exc:
             self.message = str(exc)
             result = None
+        except Exception as exc:   # the lab or a breakpoint failed: say it, keep the cursor
+            self.message = (f"stopped at t = {self.lab.now:g} s: {type(exc).__name__}: {exc}")
+            result = None
         else:
             if result is None and empty:
                 self.message = empty
@@ -187,9 +195,10 @@ class Session:
 
     # -- filters -----------------------------------------------------------------------------
 
-    def set_filters(self, kinds: Any = None, nodes: Any = None, protocols: Any = None) -> None:
-        """Which events the ladder shows: kinds of :data:`KINDS`, node names, protocol
-        names of :data:`mip6lab.inspection.PROTOCOLS` (None: all)."""
+    def set_filters(self, kinds: Any = None, nodes: Any = ..., protocols: Any = ...) -> None:
+        """Which events the ladder shows: kinds of :data:`KINDS` (None: unchanged), node
+        names and protocol names of :data:`mip6lab.inspection.PROTOCOLS` (None: all;
+        left out: unchanged). The protocol filter applies to frames only."""
         if kinds is not None:
             unknown = set(kinds) - set(KINDS)
             if unknown:
@@ -197,8 +206,10 @@ class Session:
                 self.notify("message")
                 return
             self.kinds = frozenset(kinds)
-        self.nodes_shown = frozenset(nodes) if nodes is not None else None
-        self.protocols_shown = frozenset(protocols) if protocols is not None else None
+        if nodes is not ...:
+            self.nodes_shown = frozenset(nodes) if nodes is not None else None
+        if protocols is not ...:
+            self.protocols_shown = frozenset(protocols) if protocols is not None else None
         self.notify("filters")
 
     def shows(self, event: Event) -> bool:

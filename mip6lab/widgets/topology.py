@@ -70,8 +70,13 @@ def overlays(session: Session, state: LabState) -> list[tuple[str, str, str]]:
         values = {row["what"]: row["value"] for row in state.table(mn, "addresses")}
         has = [ha for ha in state.nodes_with("binding_cache") if state.table(ha, "binding_cache")]
         if values.get("care-of address registered", "-") != "-" and has:
+            hoa = values.get("home address (HoA)", "-")
+            # protected only if the MN holds a tunnel-mode SA whose inner end is its HoA
+            protected = any(row.get("mode") == "tunnel" for row in state.table(mn, "child_sas")
+                            if hoa in str(row.get("local_ts", "")))
+            how = "ESP tunnel mode" if protected else "IPv6-in-IP, not encrypted"
             for ha in has:
-                out.append((mn, ha, "MN–HA tunnel (RFC 6275 §11.3.1), ESP tunnel mode"))
+                out.append((mn, ha, f"MN–HA tunnel (RFC 6275 §11.3.1), {how}"))
         if values.get("UDP encapsulation (RFC 5555)") == "yes" and has:
             for ha in has:
                 out.append((mn, ha, "UDP 4191 encapsulation (RFC 5555 §4.1)"))

@@ -86,27 +86,50 @@ class WhatIf(w.VBox):
 
     def rebuild(self, **changes: Any) -> bool:
         """Rebuild with the controls' values (and ``changes``, which set the controls
-        first: what a test or a notebook cell does instead of clicking)."""
-        for name, value in changes.items():
-            if name not in self.controls:
-                self.message.value = (f'<span style="color:#b71c1c">{escape(self.session.name)}'
-                                      f" has no option {escape(name)}</span>")
-                return False
-            try:
-                self.controls[name].value = value
-            except Exception as exc:       # a value the control refuses (a traitlet error)
-                self.message.value = (f'<span style="color:#b71c1c">option {escape(name)}: '
-                                      f"{escape(str(value))} is refused: {escape(str(exc))}"
-                                      "</span>")
-                return False
-        values = self.values()
-        seed = values.pop("seed", None)      # a bare lab has no seed control
+        first: what a test or a notebook cell does instead of clicking). A refusal is a
+        message in both message lines, and the controls go back to the running values."""
         scenario = self.session.scenario
+        problem = None
+        for name, value in changes.items():
+            choices = scenario.choices.get(name) if scenario is not None else None
+            if name not in self.controls:
+                problem = f"{self.session.name} has no option {name}"
+            elif choices and value not in choices:
+                problem = (f"option {name}: {value!r} is not one of "
+                           f"{', '.join(map(repr, choices))}")
+            if problem:
+                break
+        if problem is None:
+            try:
+                for name, value in changes.items():
+                    self.controls[name].value = value
+            except Exception as exc:       # a value the control refuses (a traitlet error)
+                problem = f"option {name}: {value!r} is refused: {exc}"
+        if problem is not None:
+            self._reset_controls()
+            self.session.message = f"not rebuilt: {problem}"
+            self.session.notify("message")
+            self._show(False)
+            return False
+        values = self.values()
+        seed = values.pop("seed", None)
         changed = {k: v for k, v in values.items() if scenario and scenario.settings.get(k) != v}
         ok = self.session.rebuild(seed=seed, **changed)
+        if not ok:
+            self._reset_controls()
+        self._show(ok)
+        return ok
+
+    def _reset_controls(self) -> None:
+        scenario = self.session.scenario
+        if scenario is None:
+            return
+        for name, control in self.controls.items():
+            control.value = self.session.lab.seed if name == "seed" else scenario.settings[name]
+
+    def _show(self, ok: bool) -> None:
         colour = "#1b5e20" if ok else "#b71c1c"
         self.message.value = f'<span style="color:{colour}">{escape(self.session.message)}</span>'
-        return ok
 
     def _changed(self, what: str) -> None:
         if what == "rebuilt":

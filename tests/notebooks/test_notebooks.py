@@ -4,6 +4,7 @@ checked from the executed notebook (not from a re-run in this process)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,4 +72,6 @@ def test_00_start_shows_the_dashboard_and_its_findings(start):
     assert "ha binding_cache: added 2001:db8:0:1::1001" in text
     assert "Seam:" in text and "SPDADD" in text
     assert "verdict: ok" in text
-    assert "option spd_owner: nonsense is refused" in text
+    assert "not rebuilt: option spd_owner: 'nonsense' is not one of 'mobility', 'ike', 'both'" in text
+    # the prediction's answer: ESP processing (SAD, SPD) before the binding cache
+    assert re.search(r"#148 .*: sad changed", text) and re.search(r"#151 .*binding_cache added", text)

@@ -334,8 +334,9 @@ def test_whatif_rebuild_with_k_bit_0():
         dash.controls.message.value.replace("&#x27;", "'")
     assert dash.rebuild(no_such_option=1) is False
     assert "has no option no_such_option" in dash.whatif.message.value
-    assert dash.rebuild(k_bit=7) is False                    # the drop-down refuses it
-    assert "refused" in dash.whatif.message.value and dash.scenario is current
+    assert dash.rebuild(k_bit=7) is False                    # not one of its choices
+    assert "k_bit: 7 is not one of 0, 1" in dash.whatif.message.value \
+        and dash.scenario is current
 
 
 def test_option_choices_are_checked():
@@ -431,3 +432,33 @@ def test_a_failed_verdict_is_shown():
     assert "FAILED" in dash.controls.message.value
     assert "verdict: FAILED" in dash.controls.text()
     assert dash.timeline.exhausted and dash.scenario.ok() is False
+
+
+def test_a_stuck_option_is_refused_before_it_can_hang_the_kernel():
+    dash = Dashboard("handover")
+    assert dash.rebuild(data_interval=0.0) is False
+    assert "data_interval: must be above 0" in dash.session.message
+    assert "must be above 0" in dash.controls.message.value
+    assert dash.whatif.controls["data_interval"].value == 0.1     # back to the running value
+    assert dash.scenario.settings["data_interval"] == 0.1
+
+
+def test_a_failing_breakpoint_is_a_message_and_keeps_the_cursor():
+    dash = Dashboard("home-registration")
+    dash.jump(50)
+    assert dash.run_to(predicate=lambda event: 1 / 0) is None
+    assert "ZeroDivisionError" in dash.controls.message.value
+    assert dash.timeline.cursor == 50
+    dash.run_to(time=0.0)                               # back to the start: a time behind
+    assert dash.timeline.event.time_us == 0 and dash.timeline.cursor < 50
+
+
+def test_a_scenario_that_already_ran_is_built_again_so_its_past_is_shown():
+    from mip6lab.scenarios import create
+
+    scenario = create("home-registration")
+    scenario.run()
+    dash = Dashboard(scenario)
+    assert dash.scenario is not scenario and dash.lab.now == 0
+    assert "had already run" in dash.controls.message.value
+    assert dash.timeline.state.table("ha", "binding_cache") == ()
