@@ -308,3 +308,17 @@ def test_events_before_the_timeline_and_after_close():
     timeline.close()
     lab.trace.emit("x", "test", "state", "after close")
     assert timeline.recorded == 2 and len(lab.trace.events) == 3
+
+
+def test_a_lab_that_runs_without_events_is_stopped_not_followed_forever(monkeypatch):
+    monkeypatch.setattr(Timeline, "SILENT_STEPS", 500)
+    lab = Lab(seed=0)
+
+    def spin():                       # a timer that reschedules itself at the same instant
+        lab.sim.call_at(lab.sim.now_us, spin)
+
+    lab.sim.call_at(0, spin)
+    timeline = Timeline(lab)
+    with pytest.raises(TimelineError, match="500 steps .* without a single event"):
+        timeline.step()
+    assert timeline.cursor == -1
