@@ -10,6 +10,7 @@ travels there.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from html import escape
 
 import ipywidgets as w
@@ -38,15 +39,7 @@ def window(session: Session, size: int) -> tuple[list[int], int | None]:
     filters hide it)."""
     shown = session.filtered()
     cursor = session.timeline.cursor
-    # the first row at or after the cursor (bisect by hand: shown is sorted)
-    lo, hi = 0, len(shown)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if shown[mid] < cursor:
-            lo = mid + 1
-        else:
-            hi = mid
-    at = lo
+    at = bisect_left(shown, cursor)        # the first row at or after the cursor
     current = at if at < len(shown) and shown[at] == cursor else None
     start = max(at - size, 0)
     rows = shown[start:at + size + 1]
