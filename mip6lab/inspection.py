@@ -140,6 +140,7 @@ class Decrypted:
     dissection: Dissection | None
     payloads: tuple[str, ...] = ()     # IKE: the inner payloads, one line each
     error: str | None = None           # why it could not be opened
+    packet: Packet | None = field(default=None, repr=False, compare=False)  # ESP: scapy's
 
     def text(self) -> str:
         head = f"Decrypted {self.what} (with {self.key})"
@@ -233,11 +234,13 @@ class KeyRing:
             inner = opened.packet
             layer = IPv6 if inner[:1] and inner[0] >> 4 == 6 else IP
             try:
-                dissection = dissect_packet(layer(inner), inner)
+                parsed = layer(inner)
+                dissection = dissect_packet(parsed, inner)
             except Exception as exc:
-                dissection = Dissection(inner, (), f"scapy could not dissect it: {exc}")
+                parsed, dissection = None, Dissection(inner, (), f"scapy could not dissect "
+                                                                 f"it: {exc}")
             return Decrypted("ESP payload", f"SA 0x{spi:08x} {sa.mode} mode, {sa.suite}",
-                             dissection)
+                             dissection, packet=parsed)
         return Decrypted("ESP payload", f"SPI 0x{spi:08x}", None, error=reason)
 
     def open_ike(self, frame: bytes) -> Decrypted | None:
@@ -287,7 +290,8 @@ class KeyRing:
 # -- classification ----------------------------------------------------------------------
 
 
-def _outer_protocols(packet: Packet) -> set[str]:
+def _protocols_of(packet: Packet) -> tuple[set[str], str | None]:
+    """The protocols one dissected packet shows, and "BU"/"BA" if it carries one."""
     from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS,
                                     MIP6MH_BA, MIP6MH_BE, MIP6MH_BU, MIP6MH_Generic)
     from scapy.layers.ipsec import ESP
@@ -304,67 +308,49 @@ def _outer_protocols(packet: Packet) -> set[str]:
             found.add("IKE")
     if packet.haslayer(ESP):
         found.add("ESP")
+    message = "BU" if packet.haslayer(MIP6MH_BU) else "BA" if packet.haslayer(MIP6MH_BA) \
+        else None
     # (UDP 4191 says nothing by itself: RFC 5555 §4.1 tunnels data in it too; scapy
     # dissects what it carries, which wire/mip6.py binds to the port)
-    if any(packet.haslayer(kind) for kind in (MIP6MH_BU, MIP6MH_BA, MIP6MH_BE,
-                                              MIP6MH_Generic)):
+    if message or packet.haslayer(MIP6MH_BE) or packet.haslayer(MIP6MH_Generic):
         found.add("MH")
     if any(packet.haslayer(kind) for kind in (ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6ND_NS,
                                               ICMPv6ND_NA)):
         found.add("ND/RA")
-    return found
+    return found, message
 
 
-def protocols(frame: bytes, keyring: KeyRing | None = None) -> set[str]:
-    """The protocols ``frame`` carries (names of :data:`PROTOCOLS`), looking inside ESP
-    when ``keyring`` is given: IKE, ESP, MH, ND/RA, data (anything else over IP: the
-    traffic the scenario's applications send) or other (ARP ...)."""
+def classify(frame: bytes, keyring: KeyRing | None = None) -> tuple[frozenset[str], str | None]:
+    """(the protocols ``frame`` carries, "BU"/"BA" or None), looking inside ESP when
+    ``keyring`` is given: one dissection of the frame and at most one decryption.
+
+    Protocols are names of :data:`PROTOCOLS`: IKE, ESP, MH, ND/RA, data (anything else
+    over IP: the traffic the scenario's applications send) or other (ARP ...)."""
     try:
         packet = Ether(frame)
     except Exception:
-        return {"other"}
-    found = _outer_protocols(packet)
+        return frozenset({"other"}), None
+    found, message = _protocols_of(packet)
     if "ESP" in found and keyring is not None:
         opened = keyring.open_esp(frame)
-        if opened is not None and opened.dissection is not None and opened.dissection.data:
-            inner = opened.dissection.data
-            layer = IPv6 if inner[0] >> 4 == 6 else IP
-            try:
-                inside = _outer_protocols(layer(inner))
-            except Exception:
-                inside = set()
+        if opened is not None and opened.packet is not None:
+            inside, inner_message = _protocols_of(opened.packet)
             found |= inside or {"data"}
+            message = message or inner_message
     if not found:
         found.add("data" if packet.haslayer(IP) or packet.haslayer(IPv6) else "other")
-    return found
+    return frozenset(found), message
+
+
+def protocols(frame: bytes, keyring: KeyRing | None = None) -> frozenset[str]:
+    """The protocols of :func:`classify`."""
+    return classify(frame, keyring)[0]
 
 
 def mobility_message(frame: bytes, keyring: KeyRing | None = None) -> str | None:
     """"BU" or "BA" when ``frame`` carries a Binding Update or Acknowledgement (in clear,
     in ESP, or in UDP 4191), else None."""
-    from scapy.layers.inet6 import MIP6MH_BA, MIP6MH_BU
-
-    def look(packet: Packet) -> str | None:
-        if packet.haslayer(MIP6MH_BU):
-            return "BU"
-        if packet.haslayer(MIP6MH_BA):
-            return "BA"
-        return None
-
-    try:
-        found = look(Ether(frame))
-    except Exception:
-        return None
-    if found or keyring is None:
-        return found
-    opened = keyring.open_esp(frame)
-    if opened is None or opened.dissection is None or not opened.dissection.data:
-        return None
-    inner = opened.dissection.data
-    try:
-        return look((IPv6 if inner[0] >> 4 == 6 else IP)(inner))
-    except Exception:
-        return None
+    return classify(frame, keyring)[1]
 
 
 @dataclass
@@ -404,32 +390,26 @@ def view(event: Event, keyring: KeyRing | None = None) -> EventView:
 
 
 class TraceReader:
-    """:func:`protocols`, :func:`mobility_message` and :func:`view` for the events of
-    one lab, each frame classified once (a dashboard asks again at every redraw)."""
+    """:func:`classify` and :func:`view` for the events of one lab, each frame
+    classified once (a dashboard asks again at every redraw)."""
 
     def __init__(self, lab: Lab) -> None:
         self.keyring = KeyRing(lab)
-        self._protocols: dict[int, frozenset[str]] = {}
-        self._mobility: dict[int, str | None] = {}
+        self._classes: dict[int, tuple[frozenset[str], str | None]] = {}
+
+    def _classify(self, event: Event) -> tuple[frozenset[str], str | None]:
+        found = self._classes.get(event.index)
+        if found is None:
+            found = self._classes[event.index] = classify(event.packet, self.keyring)
+        return found
 
     def protocols(self, event: Event) -> frozenset[str]:
         """The protocols of a packet event (empty for other events)."""
-        if event.packet is None:
-            return frozenset()
-        found = self._protocols.get(event.index)
-        if found is None:
-            found = self._protocols[event.index] = frozenset(protocols(event.packet,
-                                                                       self.keyring))
-        return found
+        return self._classify(event)[0] if event.packet is not None else frozenset()
 
     def mobility_message(self, event: Event) -> str | None:
         """"BU" or "BA" for a packet event carrying one, else None."""
-        if event.packet is None:
-            return None
-        if event.index not in self._mobility:
-            self._mobility[event.index] = (mobility_message(event.packet, self.keyring)
-                                           if "MH" in self.protocols(event) else None)
-        return self._mobility[event.index]
+        return self._classify(event)[1] if event.packet is not None else None
 
     def view(self, event: Event) -> EventView:
         return view(event, self.keyring)
