@@ -7,6 +7,9 @@ history), and every IKE SA's SK_e/SK_a -- and opens ESP packets (RFC 4303 §3.4,
 copy of the SA, so the nodes' replay windows are not touched) and IKE SK payloads
 (RFC 7296 §3.14). :func:`protocols` says which protocols a frame carries, the
 decrypted ones included, for filters: a BU inside ESP is both "ESP" and "MH".
+:meth:`KeyRing.ike_message` gives an IKE message as values (:class:`IkeMessage`:
+exchange, request or response, Message ID, the payloads with CP and TS decoded), so
+that a notebook can ask "which message carried the home address?".
 
 Nothing here changes the lab.
 """
@@ -150,6 +153,99 @@ class Decrypted:
         return f"{head}:\n{body}"
 
 
+@dataclass(frozen=True)
+class IkeMessage:
+    """One IKE message as values (RFC 7296 §3.1): its exchange, request or response,
+    Message ID, who sent it, and its payloads as scapy's classes -- those inside the SK
+    payload decrypted with the lab's keys (``encrypted``: there was an SK payload;
+    ``error``: why it could not be opened, its payloads then left out)."""
+
+    exchange: str              # "IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", ...
+    response: bool
+    message_id: int
+    from_initiator: bool       # the I flag: sent by the IKE SA's original initiator
+    payloads: tuple[Packet, ...]
+    encrypted: bool = False
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """"IKE_AUTH request", "CREATE_CHILD_SA response" ..."""
+        return f"{self.exchange} {'response' if self.response else 'request'}"
+
+    def find(self, kind: type | str) -> list[Packet]:
+        """The payloads of a scapy class, given as the class or its name ("IKEv2_CP")."""
+        return [p for p in self.payloads
+                if (type(p).__name__ == kind if isinstance(kind, str) else isinstance(p, kind))]
+
+    def cp(self) -> tuple[str, dict[str | int, list[Any]]] | None:
+        """The Configuration payload (§3.15) as (CFG type, :func:`~mip6lab.wire.ikev2.
+        decode_cp`'s attributes), or None when the message has none."""
+        from .wire.ikev2 import CfgType, decode_cp
+
+        found = self.find("IKEv2_CP")
+        if not found:
+            return None
+        kind = found[0].CFGType
+        return (CfgType(kind).name if kind in CfgType._value2member_map_ else str(kind),
+                decode_cp(found[0]))
+
+    def ts(self) -> tuple[list, list] | None:
+        """(TSi, TSr) as :class:`~mip6lab.ikev2.ts.TrafficSelector` lists (§3.13), or None
+        when the message carries no traffic selectors."""
+        from .ikev2.ts import TrafficSelector
+        from .wire.ikev2 import decode_ts
+
+        def selectors(kind: str) -> list:
+            return [TrafficSelector(r.start_address, r.end_address, r.protocol,
+                                    r.start_port, r.end_port)
+                    for payload in self.find(kind) for r in decode_ts(payload)]
+        tsi, tsr = selectors("IKEv2_TSi"), selectors("IKEv2_TSr")
+        return (tsi, tsr) if self.find("IKEv2_TSi") or self.find("IKEv2_TSr") else None
+
+    def text(self) -> str:
+        """The message in one line, then one line per payload (CP and TS decoded)."""
+        sender = "initiator" if self.from_initiator else "responder"
+        how = "" if not self.encrypted else \
+            f"; SK payload {'not opened: ' + self.error if self.error else 'decrypted'}"
+        lines = [f"{self.name} #{self.message_id} (from the {sender}{how})"]
+        for payload in self.payloads:
+            lines.append("  " + _ike_payload_line(payload, self))
+        return "\n".join(lines)
+
+
+def _ike_payload_line(payload: Packet, message: IkeMessage) -> str:
+    name = type(payload).__name__
+    if name == "IKEv2_CP":
+        kind, attributes = message.cp()
+        values = [f"{attr} " + ("(empty: a request)" if value is None else
+                                f"{value.prefix} lifetime {value.lifetime} s"
+                                if hasattr(value, "lifetime") else str(value))
+                  for attr, found in attributes.items() for value in found]
+        return f"CP({kind}): " + ("; ".join(values) or "no attributes")
+    if name in ("IKEv2_TSi", "IKEv2_TSr"):
+        tsi, tsr = message.ts()
+        return f"{name[6:]}: " + ", ".join(str(t) for t in (tsi if name == "IKEv2_TSi" else tsr))
+    if name in ("IKEv2_IDi", "IKEv2_IDr"):
+        ident = payload.ID.decode(errors="replace") if isinstance(payload.ID, bytes) \
+            else str(payload.ID)
+        return f"{name[6:]}: {payload.get_field('IDtype').i2repr(payload, payload.IDtype)} {ident}"
+    if name == "IKEv2_Notify":
+        from .wire.ikev2 import notify_name
+        return f"N({notify_name(payload)})"
+    if name == "IKEv2_SA":
+        return f"SA: {_count_proposals(payload)} proposal(s)"
+    return name[6:] if name.startswith("IKEv2_") else payload.summary().split(" / ")[0]
+
+
+def _count_proposals(sa: Packet) -> int:
+    from .wire.ikev2 import decode_sa
+    try:
+        return len(decode_sa(sa))
+    except Exception:
+        return 0
+
+
 def _ip_packet(frame: bytes) -> bytes | None:
     """The IP packet of an Ethernet frame, out of the DSMIP6 tunnel if it is in one:
     IPv4/UDP 4191 (RFC 5555 §4.1) or IPv6-in-IPv4 (protocol 41) -- a BU sent from an
@@ -286,6 +382,44 @@ class KeyRing:
         """Whatever ``frame`` hides: its ESP payload or its IKE SK payload."""
         return self.open_esp(frame) or self.open_ike(frame)
 
+    def ike_message(self, frame: bytes) -> IkeMessage | None:
+        """The IKE message ``frame`` carries (UDP 500, or 4500 after the non-ESP marker)
+        as an :class:`IkeMessage`, its SK payload opened with the lab's keys; None for a
+        frame without one, or one that is not a well-formed IKE message."""
+        from .crypto.ike.sk import decrypt_message
+        from .wire.ikev2 import (ExchangeType, IKEv2_Encrypted, decode_inner_payloads,
+                                 decode_message, message_payloads)
+
+        data = _ike_message(frame)
+        if data is None:
+            return None
+        try:
+            header = decode_message(data)
+        except Exception:                   # not ours to read: no message, not a crash
+            return None
+        kind = header.exch_type
+        exchange = ExchangeType(kind).name if kind in ExchangeType._value2member_map_ \
+            else str(kind)
+        flags = data[19]
+        outer = [p for p in message_payloads(header) if not isinstance(p, IKEv2_Encrypted)]
+        encrypted = len(outer) < len(message_payloads(header))
+        inner: list = []
+        error = None
+        if encrypted:
+            from_initiator = bool(flags & 0x08)
+            sas = self._ike_sas(data[:8])
+            error = "the lab holds no keys for this IKE SA" if not sas else None
+            for sa in sas:
+                try:
+                    first, plain = decrypt_message(
+                        sa.keys.cipher(from_initiator=from_initiator), data)
+                    inner, error = decode_inner_payloads(first, plain), None
+                    break
+                except Exception as exc:    # a forged or damaged message: say why
+                    error = str(exc) or type(exc).__name__
+        return IkeMessage(exchange, bool(flags & 0x20), int.from_bytes(data[20:24], "big"),
+                          bool(flags & 0x08), tuple(outer + list(inner)), encrypted, error)
+
 
 # -- classification ----------------------------------------------------------------------
 
@@ -410,6 +544,10 @@ class TraceReader:
     def mobility_message(self, event: Event) -> str | None:
         """"BU" or "BA" for a packet event carrying one, else None."""
         return self._classify(event)[1] if event.packet is not None else None
+
+    def ike_message(self, event: Event) -> IkeMessage | None:
+        """The IKE message of a packet event, decrypted (:meth:`KeyRing.ike_message`)."""
+        return self.keyring.ike_message(event.packet) if event.packet is not None else None
 
     def view(self, event: Event) -> EventView:
         return view(event, self.keyring)

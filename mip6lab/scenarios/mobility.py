@@ -102,6 +102,7 @@ class MobilityScenario(Scenario):
         "k_bit": 1, "hoa_mode": "address", "spd_owner": "mobility", "protect_payload": 1,
         "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
         "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
+        "mn_psk": PSK,
     }
     positive = ("lifetime", "data_interval", "nat_timeout", "nat_refresh")
     choices = {"k_bit": (0, 1), "hoa_mode": HOA_MODES, "spd_owner": SPD_OWNERS,
@@ -202,7 +203,8 @@ class MobilityScenario(Scenario):
     def _mobile_node(self, mn: Node) -> None:
         s = self.settings
         IPsecStack(mn)
-        config = IkeConfig.make(MN_ID, PSK, HA_ID, mobike=False)
+        # the HA keeps the lab's PSK; another ``mn_psk`` makes its AUTH check fail
+        config = IkeConfig.make(MN_ID, s["mn_psk"], HA_ID, mobike=False)
         daemon = IkeDaemon(mn, config)
         coupling = MobileNodeCoupling(mn, daemon, HA6, home_agent4=HA4,
                                       hoa_mode=s["hoa_mode"], spd_owner=s["spd_owner"],

@@ -1,77 +1,71 @@
-"""The course notebooks, executed headless as a student's "Run all" would, with values
-checked from the executed notebook (not from a re-run in this process)."""
+"""What every course notebook keeps, read from the committed files (no kernel needed):
+no outputs, the course's structure, a place in the course map.
+
+Each notebook's executed values are asserted in its own module (``test_NN_*.py``)."""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from mip6lab.testing.prereq import missing
+from .conftest import NOTEBOOKS
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
-def _execute(name: str):
-    try:
-        import nbformat
-        from nbclient import NotebookClient
-    except ImportError as exc:
-        missing(f"nbclient/nbformat ({exc}): pip install -e '.[test]'")
-    try:
-        import ipykernel  # noqa: F401  the kernel the notebook runs in
-    except ImportError:
-        missing("ipykernel: pip install -e '.[course]'")
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    return notebook
+NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 
 
-def _stream(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+def _cells(name: str) -> list[dict]:
+    return json.loads((NOTEBOOKS / name).read_text())["cells"]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def _markdown(name: str) -> list[str]:
+    return ["".join(c["source"]) for c in _cells(name) if c["cell_type"] == "markdown"]
+
+
+def _code(name: str) -> str:
+    return "\n".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code")
+
+
+def test_the_notebooks_are_numbered_in_order():
+    numbers = [int(n[:2]) for n in NAMES]
+    assert numbers[0] == 0 and len(set(numbers)) == len(numbers), NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_committed_without_outputs(name):
-    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
-    code = [c for c in cells if c["cell_type"] == "code"]
+    code = [c for c in _cells(name) if c["cell_type"] == "code"]
     assert code, f"{name} has no code"
     assert all(not c["outputs"] and c.get("execution_count") is None for c in code), \
         f"{name} is committed with outputs"
 
 
-@pytest.fixture(scope="module")
-def start():
-    return _execute("00-start.ipynb")
+@pytest.mark.parametrize("name", NAMES)
+def test_opens_with_goals_rfcs_and_slide(name):
+    first = _markdown(name)[0]
+    assert first.startswith(f"# {name[:2]} — "), first[:60]
+    for part in ("**What you will learn**", "**RFC sections", "**Slide"):
+        assert part in first, f"{name}: the first cell has no {part}"
+    assert re.search(r"\(\d\d minutes\)", first), f"{name}: no time in the first cell"
+    assert re.search(r"RFC \d{4} §\d", first), f"{name}: no RFC section cited"
 
 
-def test_00_start_runs_without_error(start):
-    errors = [o for c in start.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]
-    assert not errors, errors
-    assert all(o.get("name") != "stderr" for c in start.cells if c.cell_type == "code"
-               for o in c.outputs if o.output_type == "stream")
+@pytest.mark.parametrize("name", NAMES)
+def test_teaches_by_prediction_quiz_what_if_summary_and_extension(name):
+    headings = [line for cell in _markdown(name) for line in cell.splitlines()
+                if line.startswith("#")]
+    assert any(re.match(r"##+ What you saw", h) for h in headings), f"{name}: no 'What you saw'"
+    assert any(re.match(r"##+ Try this", h) for h in headings), f"{name}: no 'Try this'"
+    assert any("what if" in h.lower() for h in headings), f"{name}: no what-if section"
+    code = _code(name)
+    assert "Prediction(" in code, f"{name}: no predict-then-run prompt"
+    assert "Quiz(" in code, f"{name}: no quiz"
 
 
-def test_00_start_shows_the_dashboard_and_its_findings(start):
-    code = [c for c in start.cells if c.cell_type == "code"]
-    widget = [o for o in code[0].outputs if o.output_type == "execute_result"]
-    assert widget and "application/vnd.jupyter.widget-view+json" in widget[0]["data"]
-    text = "\n".join(_stream(c) for c in code)
-    # the IKE exchanges before the first BU: SA_INIT, AUTH, CREATE_CHILD_SA, both ways
-    assert "IKE messages sent by the MN and the HA before the first BU: 6" in text
-    assert "IKE_SA_INIT request #0" in text and "CREATE_CHILD_SA response #2" in text
-    # the BU is ESP on the wire, and the inspector opened it with the lab's keys
-    assert "the BU: ESP spi=" in text
-    assert "Decrypted ESP payload" in text and "Binding Update" in text
-    assert "HA binding cache at the BU: ()" in text
-    assert "HA binding cache now: 2001:db8:0:1::1001 → 2001:db8:a1::" in text
-    assert "ha binding_cache: added 2001:db8:0:1::1001" in text
-    assert "Seam:" in text and "SPDADD" in text
-    assert "verdict: ok" in text
-    assert "not rebuilt: option spd_owner: 'nonsense' is not one of 'mobility', 'ike', 'both'" in text
-    # the prediction's answer: ESP processing (SAD, SPD) before the binding cache
-    assert re.search(r"#148 .*: sad changed", text) and re.search(r"#151 .*binding_cache added", text)
+@pytest.mark.parametrize("name", NAMES)
+def test_is_in_the_course_map(name):
+    readme = (NOTEBOOKS / "README.md").read_text()
+    row = next((line for line in readme.splitlines() if f"`{name}`" in line), None)
+    assert row is not None, f"{name} is not in notebooks/README.md"
+    assert re.search(r"\b\d\d min\b", row), f"{name}: no time in the course map"
+    assert "slide" in row.lower(), f"{name}: the course map does not say which slide"
