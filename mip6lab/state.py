@@ -3,8 +3,8 @@
 :func:`lab_state` reads every node's databases through their own ``table()`` methods --
 the SPD, SAD and PAD of an IPsec node (RFC 4301 §4.4), the IKE SAs and child SAs of an
 IKE daemon (RFC 7296), the home agent's binding cache (RFC 6275 §9.1), the mobile
-node's binding update list (§11.1) and addresses -- and where each node's interfaces are
-attached. A :class:`LabState` is immutable and cheap to compare, so a recorder
+node's binding update list (§11.1) and addresses, a NAT's mappings (RFC 4787) -- and
+where each node's interfaces are attached. A :class:`LabState` is immutable and cheap to compare, so a recorder
 (:mod:`mip6lab.timeline`) can keep one per event and share the tables that did not
 change. :func:`state_diff` says which rows one event added, removed or changed.
 
@@ -33,6 +33,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "spd": ("SPD (RFC 4301 §4.4.1)", "name"),
     "sad": ("SAD (RFC 4301 §4.4.2)", "spi"),
     "pad": ("PAD (RFC 4301 §4.4.3)", "id"),
+    "nat_mappings": ("NAT mappings (RFC 4787 §4)", "inside"),
     "interfaces": ("Interfaces", "interface"),
 }
 
@@ -86,6 +87,21 @@ def _addresses(mobile) -> list[dict[str, Any]]:
              "value": "yes" if mobile.udp_encapsulation else "no"}]
 
 
+def _nat_mappings(nat) -> list[dict[str, Any]]:
+    """A NAPT's translations (RFC 4787 §4): which inside endpoint goes out as which public
+    address and port. Only what changes with a ``nat`` state event (a mapping made,
+    rebound or expired) is a column, so a recorded state is never stale between two;
+    the packet counters stay in :meth:`~mip6lab.net.nat.Nat44.table`."""
+    try:
+        public = str(nat.public_address)
+    except ValueError:                   # its outside interface has no address (yet)
+        public = "-"
+    return [{"protocol": m.protocol, "inside": f"{m.inside[0]}:{m.inside[1]}",
+             "outside": f"{public}:{m.outside_port}",
+             "since_s": round(m.created_us / 1_000_000, 6)}
+            for m in nat.mappings.values()]
+
+
 def node_tables(node: Node) -> dict[str, list[dict[str, Any]]]:
     """Every table ``node`` has, by the names of :data:`TABLES` (absent ones left out)."""
     from .mobility.home_agent import HomeAgent
@@ -102,6 +118,8 @@ def node_tables(node: Node) -> dict[str, list[dict[str, Any]]]:
         tables.update(node.ike.tables())
     if node.ipsec is not None:
         tables.update(node.ipsec.tables())
+    if getattr(node, "nat", None) is not None:
+        tables["nat_mappings"] = _nat_mappings(node.nat)
     tables["interfaces"] = _interfaces(node)
     return tables
 

@@ -60,3 +60,46 @@ def test_importing_the_package_does_not_import_pytest():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+# -- netns_unavailable: the one-sentence reason a notebook gives for its recorded run ------
+
+
+def _one_sentence(text: str) -> bool:
+    import re
+
+    return "\n" not in text and len(re.findall(r"[.!?](\s|$)", text)) <= 1
+
+
+def test_netns_unavailable_without_root(monkeypatch):
+    from mip6lab.scenarios import netns_topology
+
+    monkeypatch.delenv(prereq.RECORDED_ENV, raising=False)
+    monkeypatch.setattr(netns_topology.os, "geteuid", lambda: 1000)
+    reason = prereq.netns_unavailable("tshark")
+    assert reason == netns_topology.NOT_ROOT
+    assert _one_sentence(reason) and "root" in reason
+
+
+def test_netns_unavailable_names_a_missing_tool(monkeypatch):
+    from mip6lab.scenarios import netns_topology
+
+    monkeypatch.delenv(prereq.RECORDED_ENV, raising=False)
+    monkeypatch.setattr(netns_topology.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(netns_topology.shutil, "which", lambda name: None)
+    reason = prereq.netns_unavailable()
+    assert "'ip'" in reason and "iproute2" in reason and _one_sentence(reason)
+    # (prereq and netns_topology share the shutil module: only tshark is missing now)
+    monkeypatch.setattr(netns_topology.shutil, "which",
+                        lambda name: None if name == "tshark" else f"/usr/bin/{name}")
+    monkeypatch.setattr(netns_topology, "netns_available", lambda: (True, "ok"))
+    reason = prereq.netns_unavailable("tshark")
+    assert reason.startswith("the live run also needs 'tshark'") and _one_sentence(reason)
+    monkeypatch.setattr(prereq.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert prereq.netns_unavailable("tshark") is None
+
+
+def test_netns_unavailable_when_the_recording_is_asked_for(monkeypatch):
+    monkeypatch.setenv(prereq.RECORDED_ENV, "1")
+    reason = prereq.netns_unavailable("tshark")
+    assert reason.startswith("MIP6LAB_RECORDED=1 is set") and _one_sentence(reason)

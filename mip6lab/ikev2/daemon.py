@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RemoteProtocolError
@@ -34,12 +35,24 @@ from .ts import IPPROTO_MH, TrafficSelector
 IKE_PORT, NAT_T_PORT = 500, 4500
 
 
+@dataclass(frozen=True)
+class ChildSaInstallFailed:
+    """What the daemon's listeners hear instead of :class:`ChildSaEstablished` when the
+    negotiated child SA cannot be installed (strict policies: an SPDADD refused)."""
+
+    inbound_spi: int
+    outbound_spi: int
+    mode: str
+    reason: str
+
+
 class IkeDaemon:
     """IKEv2 for one node: initiator towards configured peers, responder for anyone."""
 
     def __init__(self, node: Node, config: IkeConfig, name: str = "iked",
                  cookie_threshold: int | None = None, install_virtual_ips: bool = True,
-                 install_policies: bool = True, unique_ids: bool = True) -> None:
+                 install_policies: bool = True, unique_ids: bool = True,
+                 strict_policies: bool = False) -> None:
         self.node = node
         self.config = config
         self.name = name
@@ -60,6 +73,11 @@ class IkeDaemon:
         # SPDADD for each child SA from its traffic selectors ("the IKE daemon installs
         # them from its own configuration"); off when the mobility module owns the SPD
         self.install_policies = install_policies
+        # what an SPDADD of ours refused with EEXIST means: by default nothing (the entry
+        # someone else wrote protects the same traffic, we go on); strict, the child SA
+        # fails, as in a key daemon that cannot install its policy (see _install)
+        self.strict_policies = strict_policies
+        self.policy_failures: list[ChildSaInstallFailed] = []
         # who else wants the engines' events (a mobility module: RFC 4877's coupling)
         self.listeners: list[Callable[[IkeSa, Any], None]] = []
         # a peer's new IKE SA replaces its older ones (strongSwan's uniqueids=yes, the
@@ -199,11 +217,17 @@ class IkeDaemon:
 
     def _event(self, sa: IkeSa, event) -> None:
         self.changes += 1
-        self._handle(sa, event)
+        failure = self._handle(sa, event)
+        if failure is not None:
+            event = failure          # the listeners hear the failure, not an SA that is up
         for listener in list(self.listeners):
             listener(sa, event)
+        if failure is not None:
+            self._abandon_child(sa, failure)
 
-    def _handle(self, sa: IkeSa, event) -> None:
+    def _handle(self, sa: IkeSa, event) -> ChildSaInstallFailed | None:
+        """Act on one engine event; a child SA that could not be installed (strict
+        policies) comes back as its :class:`ChildSaInstallFailed`."""
         if isinstance(event, IkeSaEstablished):
             self.established.append(sa)
             if not sa.initiator:
@@ -221,7 +245,7 @@ class IkeDaemon:
                            f"({event.proposal}{', NAT detected' if event.nat_detected else ''})",
                            proposal=event.proposal, nat_detected=event.nat_detected)
         elif isinstance(event, ChildSaEstablished):
-            self._install(sa, event)
+            return self._install(sa, event)
         elif isinstance(event, AddressAssigned):
             self._announce(sa, f"{event.attribute} {event.value} "
                            f"{'from' if sa.initiator else 'for'} {event.peer_id[1]}",
@@ -265,8 +289,18 @@ class IkeDaemon:
         elif isinstance(event, MessageDropped):
             self.node.drop("ike", event.reason, None)
 
-    def _install(self, sa: IkeSa, child: ChildSaEstablished) -> None:
-        """Through the seam: UPDATE the larval inbound SA, ADD the outbound, SPDADD."""
+    def _install(self, sa: IkeSa, child: ChildSaEstablished) -> ChildSaInstallFailed | None:
+        """Through the seam: UPDATE the larval inbound SA, ADD the outbound, SPDADD.
+
+        An SPDADD refused with EEXIST means another module (a mobility daemon that owns
+        the SPD, draft-patil-mext-mip6issueswithipsec §6.6, §6.7) wrote an entry with the
+        same selectors first. By default the daemon goes on: that entry protects the same
+        traffic with the same reqid, so the kernel finds this child SA through it. With
+        :attr:`strict_policies` the child SA fails, as in a key daemon that treats a
+        policy it cannot install as a failure of the child SA: the returned
+        :class:`ChildSaInstallFailed` goes to the listeners instead of the
+        establishment, and the child SA is deleted on both ends."""
+        refused: list[str] = []
         local, remote = str(sa.local), str(sa.remote)
         encap = (sa.local_port, sa.remote_port) if child.udp_encapsulation else None
         mobility = _mobility_endpoints(child)
@@ -302,10 +336,30 @@ class IkeDaemon:
                 template = IPsecTemplate(child.mode, sa.local if child.mode == "tunnel"
                                          else None, sa.remote if child.mode == "tunnel"
                                          else None, child.reqid)
-                self.socket.send(KeyMessage("SPDADD", policy=SecurityPolicy(
+                reply = self.socket.send(KeyMessage("SPDADD", policy=SecurityPolicy(
                     selectors, PROTECT, template, name=f"ike-{self._policy_tag(sa)}")))
+                if reply.error == "EEXIST":
+                    refused.append(reply.note)
         self._announce(sa, f"child SA {child.mode} {child.suite} in 0x{child.inbound_spi:08x} "
                        f"out 0x{child.outbound_spi:08x}")
+        if refused and self.strict_policies:
+            failure = ChildSaInstallFailed(child.inbound_spi, child.outbound_spi, child.mode,
+                                           f"SPDADD refused (EEXIST): {refused[0]}")
+            self.policy_failures.append(failure)
+            self._announce(sa, f"child SA in 0x{child.inbound_spi:08x} FAILED: its policy "
+                           f"cannot be installed ({failure.reason}); deleting it",
+                           error="EEXIST")
+            return failure
+        return None
+
+    def _abandon_child(self, sa: IkeSa, failure: ChildSaInstallFailed) -> None:
+        """Strict policies: a child SA whose policy the kernel refused is no SA of ours.
+        Delete it on both ends with an INFORMATIONAL Delete (RFC 7296 §1.4.1); its SAD
+        entries go through the seam (DELETE) when the engine reports it deleted."""
+        if sa.state == "CLOSED" or failure.inbound_spi not in sa.children:
+            return
+        sa.delete_child(failure.inbound_spi, self.node.sim.now_us)
+        self._pump(sa)
 
     # -- the PAD: which home addresses an identity may use (RFC 4877 §4.2, §7.1) ----------
 

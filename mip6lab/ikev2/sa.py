@@ -160,6 +160,44 @@ class Datagram:
     dport: int
 
 
+@dataclass(frozen=True)
+class IkeSaSecrets:
+    """What one IKE SA negotiated and every input its keys were derived from, as values:
+    for teaching (a notebook recomputes SKEYSEED, the SK_* keys and AUTH from them) and
+    for key export. Returned by :meth:`IkeSa.secrets`; read-only, a snapshot.
+
+    - ``spi_i``/``spi_r``, ``nonce_i``/``nonce_r``: the IKE SA's SPIs and nonces (the
+      nonce data only, no payload header), as RFC 7296 §2.14 feeds them to prf+;
+    - ``proposal``: the proposal the responder chose (§2.7; ``proposal.ke_group`` the
+      Diffie-Hellman group);
+    - ``shared_secret``: g^ir, the Diffie-Hellman shared secret in the group's fixed-length
+      encoding (§2.14; RFC 8031 §2 for Curve25519, RFC 5903 §7 for ECP). It never
+      travels on the wire;
+    - ``init_request``/``init_response``: the IKE_SA_INIT messages as sent, from the first
+      SPI to the last payload (the latest request if it was sent again with a cookie or
+      another group): §2.15's RealMessage1 and RealMessage2, which AUTH signs;
+    - ``psk``: this side's pre-shared key (None with certificates), §2.15's "Shared Secret";
+    - ``keys``: what the stack derived (SKEYSEED and the seven SK_*, §2.14).
+
+    ``rekeyed``: the SA was made by rekeying another (§2.18): its SKEYSEED is then
+    prf_old(SK_d (old), g^ir | Ni | Nr) and ``init_request``/``init_response`` are empty.
+    ``initiator``: this side is the SA's original initiator (SK_*i protect what it sends).
+    """
+
+    initiator: bool
+    spi_i: bytes
+    spi_r: bytes
+    proposal: Proposal
+    nonce_i: bytes
+    nonce_r: bytes
+    shared_secret: bytes
+    init_request: bytes
+    init_response: bytes
+    psk: bytes | None
+    keys: ikekeys.IkeKeys
+    rekeyed: bool = False
+
+
 @dataclass
 class _Request:
     message_id: int
@@ -194,6 +232,7 @@ class IkeSa:
         self.ke: KeyExchange | None = None
         self.nonce_i = self.nonce_r = b""
         self.keys: ikekeys.IkeKeys | None = None
+        self.shared_secret: bytes | None = None    # g^ir (§2.14); see secrets()
         self.init_request = self.init_response = b""
         self.peer_id: tuple[str, str] | None = None
         self.nat_detected = False
@@ -255,6 +294,17 @@ class IkeSa:
     @property
     def spi_pair(self) -> tuple[bytes, bytes]:
         return self.spi_i, self.spi_r
+
+    def secrets(self) -> IkeSaSecrets:
+        """The negotiated values and secrets of this IKE SA (:class:`IkeSaSecrets`), once
+        IKE_SA_INIT has given it keys (RFC 7296 §2.14): for teaching and key export.
+        :class:`ValueError` before that."""
+        if self.keys is None or self.shared_secret is None:
+            raise ValueError(f"IKE SA in state {self.state} has no keys yet")
+        return IkeSaSecrets(self.initiator, self.spi_i, self.spi_r, self.proposal,
+                            self.nonce_i, self.nonce_r, self.shared_secret,
+                            self.init_request, self.init_response, self.config.psk,
+                            self.keys, rekeyed=self.predecessor is not None)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -520,6 +570,7 @@ class IkeSa:
         self.init_response = self._respond(IKE_SA_INIT, message.id, response, encrypted=False)
         self.keys = ikekeys.derive_ike_keys(chosen, self.nonce_i, self.nonce_r, shared,
                                             self.spi_i, self.spi_r)
+        self.shared_secret = shared
         self.expected_request_id = 1
         self.state = "INIT_DONE"
 
@@ -563,6 +614,7 @@ class IkeSa:
         shared = self.ke.shared_secret(bytes(ke.ke))
         self.keys = ikekeys.derive_ike_keys(self.proposal, self.nonce_i, self.nonce_r,
                                             shared, self.spi_i, self.spi_r)
+        self.shared_secret = shared
         self._check_nat(payloads, str(self.remote), self.remote_port)
         self._learn_certificate_notifies(payloads)
         self.init_response = data
@@ -1077,6 +1129,7 @@ class IkeSa:
         new.nonce_i, new.nonce_r = nonce_i, nonce_r
         new.keys = ikekeys.derive_rekeyed_ike_keys(self.keys, proposal, nonce_i, nonce_r,
                                                    shared, spi_i, spi_r)
+        new.shared_secret = shared
         new.state, new.peer_id = "ESTABLISHED", self.peer_id
         new.nat_detected, new.nat_local, new.nat_remote = \
             self.nat_detected, self.nat_local, self.nat_remote
@@ -1328,4 +1381,4 @@ def _wire_ts(ts: TrafficSelector):
 
 __all__ = ["IkeSa", "Datagram", "Event", "IkeSaEstablished", "ChildSaEstablished",
            "ChildSaDeleted", "ChildSaRekeyed", "IkeSaRekeyed", "IkeSaMoved", "AddressAssigned", "IkeSaFailed",
-           "IkeSaDeleted", "MessageDropped"]
+           "IkeSaDeleted", "MessageDropped", "IkeSaSecrets"]

@@ -27,7 +27,9 @@ What is selectable, per node:
     known, and IKE only negotiates SAs; ``"ike"``: the IKE daemon installs them from the
     child SAs' traffic selectors; ``"both"``: both try, and the second SPDADD of each entry
     is refused with EEXIST naming the first owner -- the conflict the MEXT talk describes
-    (counted in ``conflicts``).
+    (counted in ``conflicts``). The IKE daemon ignores that refusal unless it is strict
+    (``IkeDaemon(strict_policies=True)``, the scenarios' ``strict_spd=1``): then the child
+    SA fails, and this module hears :class:`~mip6lab.ikev2.daemon.ChildSaInstallFailed`.
 ``k_bit``
     With K=1 on both sides the IKE SA and the tunnel-mode SAs follow the new care-of
     address by a MIGRATE with the K flag after the BU/BA, with no IKE exchange (RFC 6275
@@ -52,7 +54,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..ikev2.config import IkeConfig
-from ..ikev2.daemon import IkeDaemon
+from ..ikev2.daemon import ChildSaInstallFailed, IkeDaemon
 from ..ikev2.sa import AddressAssigned, ChildSaEstablished, IkeSa, IkeSaEstablished, IkeSaFailed
 from ..ikev2.ts import TrafficSelector, mh_type_selector
 from ..ipsec import PROTECT, IPsecTemplate, KeyMessage, MigrateRequest, SecurityPolicy, Selectors
@@ -239,6 +241,10 @@ class MobileNodeCoupling(_Coupling):
                     f"{self.home_address}/128")], [TrafficSelector.from_network("::/0")])
             else:
                 self._sas_ready()
+        elif isinstance(event, ChildSaInstallFailed):
+            # strict_spd: the IKE daemon could not install its policy, so this SA is not
+            # there; without the BU/BA SA the MN never becomes ready to send a BU
+            self._heard(f"CHILD_SA FAILED {event.mode}: {event.reason}", mode=event.mode)
         elif isinstance(event, IkeSaFailed):
             self._heard(f"IKE SA FAILED {event.reason}")
 
@@ -371,6 +377,9 @@ class HomeAgentCoupling(_Coupling):
                 elif existing is None:
                     self._spdadd(selectors, IPsecTemplate("tunnel", sa.local, sa.remote,
                                                           PAYLOAD_REQID), f"mip6-payload-{hoa}")
+        elif isinstance(event, ChildSaInstallFailed):
+            self._heard(f"CHILD_SA FAILED {event.mode} with {identity}: {event.reason}",
+                        identity=identity, mode=event.mode)
         elif isinstance(event, IkeSaEstablished):
             self._heard(f"IKE SA up with {identity}", identity=identity)
 

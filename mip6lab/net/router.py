@@ -24,6 +24,7 @@ from scapy.layers.inet6 import (
 from scapy.packet import Packet
 
 from ..errors import RemoteProtocolError
+from .frames import ETH_P_IPV6
 from .interface import Interface
 from .node import Node
 from .sim import ScheduledCall, seconds_to_us
@@ -56,6 +57,9 @@ class Router(Node):
         super().__init__(lab, name)
         self.forwarding = True
         self.advertising: dict[str, AdvertisementConfig] = {}
+        #: interface -> (what the RA was built from, its bytes): an RA that would come out
+        #: the same is not built again by scapy (it was most of a long run's time)
+        self._ra_built: dict[str, tuple[tuple, bytes]] = {}
 
     def advertise(self, ifname: str, prefixes: list[str], *,
                   interval: tuple[float, float] = (200.0, 600.0), **options) -> None:
@@ -100,7 +104,13 @@ class Router(Node):
         if iface.link is None:
             return
         config.last_sent_us = self.sim.now_us
-        self.send_ip(self.build_ra(iface, config), iface=iface)
+        key = (iface.link_local, iface.mac, tuple(config.prefixes), config.router_lifetime,
+               config.home_agent, config.interval_option, config.max_interval,
+               config.valid_lifetime, config.preferred_lifetime)
+        built = self._ra_built.get(ifname)
+        if built is None or built[0] != key:
+            built = self._ra_built[ifname] = (key, bytes(self.build_ra(iface, config)))
+        self.output(built[1], ifname, ipaddress.IPv6Address("ff02::1"), ETH_P_IPV6)
 
     def receive_other_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
         if isinstance(icmp, ICMPv6ND_RS):

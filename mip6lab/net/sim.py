@@ -86,6 +86,14 @@ class Simulator:
         """Number of live pending events."""
         return sum(1 for call in self._heap if not call.cancelled)
 
+    def scheduled(self, label: str = "") -> list[tuple[int, str]]:
+        """The live pending calls whose label contains ``label`` (all with ""), as
+        (time_us, label) in the order they will run: the timers a lab holds now -- a
+        binding's refresh, a NAT mapping's timeout, a keepalive (RFC 5555 §4.3,
+        RFC 3948 §2.3) -- for a notebook to count. Reading them changes nothing."""
+        return [(call.time_us, call.label) for call in sorted(self._heap)
+                if not call.cancelled and label in call.label]
+
     def step(self) -> ScheduledCall | None:
         """Run the next live event; return it, or None when the heap is empty."""
         self._drop_cancelled()

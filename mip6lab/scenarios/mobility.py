@@ -21,6 +21,13 @@ The mobile node ``mn`` gets its home address over IKEv2 from the home agent and 
 numbered UDP exchange going with ``cn`` from that address (ten requests a second); what
 it gets back through the home agent is the data the handovers interrupt.
 
+Options besides the coupling's own (``k_bit``, ``hoa_mode``, ``spd_owner``,
+``protect_payload``: :mod:`mip6lab.mobility.coupling`): ``strict_spd=1`` makes both IKE
+daemons treat an SPDADD refused with EEXIST as the failure of the child SA, as a key
+daemon that cannot install its policy does (the default, 0, goes on with the entry the
+other module wrote) -- what ``spd_owner=both`` then breaks (draft-patil-mext-
+mip6issueswithipsec §6.6, §6.7); ``mn_psk``, the MN's pre-shared key.
+
 Every scenario reports, besides the foundation's fields, ``mn``, ``handovers`` (one per
 registration, the first included), ``nat_detected``, ``udp_encapsulation`` and ``data``.
 """
@@ -102,11 +109,11 @@ class MobilityScenario(Scenario):
         "k_bit": 1, "hoa_mode": "address", "spd_owner": "mobility", "protect_payload": 1,
         "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
         "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
-        "mn_psk": PSK,
+        "mn_psk": PSK, "strict_spd": 0,
     }
     positive = ("lifetime", "data_interval", "nat_timeout", "nat_refresh")
     choices = {"k_bit": (0, 1), "hoa_mode": HOA_MODES, "spd_owner": SPD_OWNERS,
-               "protect_payload": (0, 1), "ipv4_home_address": (0, 1)}
+               "protect_payload": (0, 1), "ipv4_home_address": (0, 1), "strict_spd": (0, 1)}
     #: where the MN is when the scenario starts, and (time, place) moves after that
     start_on = "visit1"
     moves: list[tuple[float, str]] = []
@@ -193,7 +200,7 @@ class MobilityScenario(Scenario):
                                 local_ts=[TrafficSelector.from_network("::/0"),
                                           TrafficSelector.from_network("0.0.0.0/0")],
                                 reqid_by_mode={"transport": BU_REQID, "tunnel": PAYLOAD_REQID})
-        daemon = IkeDaemon(ha, config)
+        daemon = IkeDaemon(ha, config, strict_policies=bool(s["strict_spd"]))
         coupling = HomeAgentCoupling(ha, daemon, HA6, spd_owner=s["spd_owner"],
                                      k_bit=bool(s["k_bit"]))
         self.home_agent = HomeAgent(ha, coupling, home_interface="eth0",
@@ -205,7 +212,7 @@ class MobilityScenario(Scenario):
         IPsecStack(mn)
         # the HA keeps the lab's PSK; another ``mn_psk`` makes its AUTH check fail
         config = IkeConfig.make(MN_ID, s["mn_psk"], HA_ID, mobike=False)
-        daemon = IkeDaemon(mn, config)
+        daemon = IkeDaemon(mn, config, strict_policies=bool(s["strict_spd"]))
         coupling = MobileNodeCoupling(mn, daemon, HA6, home_agent4=HA4,
                                       hoa_mode=s["hoa_mode"], spd_owner=s["spd_owner"],
                                       k_bit=bool(s["k_bit"]),
@@ -250,7 +257,9 @@ class MobilityScenario(Scenario):
         events = self._window(handover.started_us, handover.completed_us)
         sent = [e for e in events if e.kind == "tx" and e.node in ("mn", "ha")]
         ike_frames = [e for e in sent if _is_ike(e)]
-        mh_frames = [e for e in sent if _is_mobility(e)]
+        # the SPIs of the transport-mode (BU/BA) SAs: ESP with another SPI is payload
+        bu_spis = {sa.spi for sa in self.security_associations() if sa.mode == "transport"}
+        mh_frames = [e for e in sent if _is_mobility(e, bu_spis)]
         seam = [e for e in events if e.kind == "seam" and e.node in ("mn", "ha")]
         lost, interruption = self._data_effect(handover)
         return {
@@ -342,9 +351,11 @@ def _is_ike(event: Event) -> bool:
     return 4500 in ports and udp[8:12] == b"\x00\x00\x00\x00" and len(udp) > 12
 
 
-def _is_mobility(event: Event) -> bool:
-    """A frame carrying a BU or BA: to or from the HA, with ESP inside IPv6 (directly,
-    after a HAO or RH2) or in UDP 4191."""
+def _is_mobility(event: Event, bu_spis: frozenset[int] | set[int] = frozenset()) -> bool:
+    """A frame carrying a BU or BA: to or from the HA, a Mobility Header or ESP of one of
+    ``bu_spis`` (the transport-mode SAs of RFC 4877 §7.2 that protect BU and BA; the
+    tunnel-mode payload SA's ESP is data, not signalling) inside IPv6 (directly, after a
+    HAO or RH2) or in UDP 4191."""
     frame = _payload(event)
     if len(frame) < 54:
         return False
@@ -364,7 +375,9 @@ def _is_mobility(event: Event) -> bool:
     nh, offset = l3[6], 40
     while nh in (0, 43, 60) and offset + 2 <= len(l3):
         nh, offset = l3[offset], offset + 8 * (l3[offset + 1] + 1)
-    return nh in (50, 135)
+    if nh == 50:
+        return int.from_bytes(l3[offset:offset + 4], "big") in bu_spis
+    return nh == 135
 
 
 # -- the five scenarios -----------------------------------------------------------------

@@ -431,6 +431,40 @@ class NetnsMobilityNetwork:
                 raise RuntimeError("dumpcap did not start: "
                                    f"{self._read_log('dumpcap.log').strip()}")
             time.sleep(0.02)
+        # dumpcap says "Capturing on" once its first interface is open, then opens the
+        # others one by one (about 15 ms each): wait for its packet socket on every
+        # bridge, or the run's first frames (IKE, the first BU) would be missing from
+        # the bridges opened last
+        wanted = self._bridge_indexes()
+        while not wanted <= self._capturing(proc.pid):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dumpcap did not open every bridge: "
+                                   f"{self._read_log('dumpcap.log').strip()}")
+            time.sleep(0.01)
+
+    def _bridge_indexes(self) -> set[int]:
+        """The interface indexes of the switch's bridges."""
+        out = self.netns.run(self.namespaces[SWITCH], "ip", "-o", "link", "show").stdout
+        bridges = set(self.bridges.values())
+        indexes = set()
+        for line in out.splitlines():
+            index, name = line.split(":", 2)[:2]
+            if name.strip().split("@")[0] in bridges:
+                indexes.add(int(index))
+        return indexes
+
+    @staticmethod
+    def _capturing(pid: int) -> set[int]:
+        """The interface indexes that packet sockets are bound to in the network
+        namespace of process ``pid`` (its /proc/PID/net/packet: the switch's, for
+        dumpcap)."""
+        try:
+            with open(f"/proc/{pid}/net/packet") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            return set()
+        # columns: sk RefCnt Type Proto Iface R Rmem User Inode
+        return {int(line.split()[4]) for line in lines if len(line.split()) > 4}
 
     def _read_log(self, name: str) -> str:
         try:

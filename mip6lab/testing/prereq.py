@@ -27,7 +27,13 @@ import os
 import shutil
 from typing import NoReturn
 
-__all__ = ["in_ci", "require_tool", "require_root", "require_netns", "missing"]
+__all__ = ["in_ci", "require_tool", "require_root", "require_netns", "missing",
+           "netns_unavailable", "RECORDED_ENV"]
+
+#: ``MIP6LAB_RECORDED=1`` makes :func:`netns_unavailable` answer that a recorded run is
+#: wanted, so that a notebook shows its recording even on a machine that could run live
+#: (how the tests run both paths of notebook 06)
+RECORDED_ENV = "MIP6LAB_RECORDED"
 
 INSTALL_HINT = "run scripts/install-system-deps (as root) or apt-get install {package}"
 
@@ -110,3 +116,31 @@ def require_netns(why: str = "") -> None:
             f"cannot create a network namespace{_why(why)}: {detail}; needs root with "
             "CAP_SYS_ADMIN and a kernel with CONFIG_NET_NS (in a container: --privileged)"
         )
+
+
+def netns_unavailable(*tools: str) -> str | None:
+    """Why the netns backend of the scenarios cannot run here, in one sentence; None when
+    it can.
+
+    For notebooks and scripts, which do not skip but fall back to a recorded run and say
+    why: first ``MIP6LAB_RECORDED=1`` (:data:`RECORDED_ENV`) in the environment, then the
+    backend's own check (:func:`mip6lab.scenarios.netns_topology.check_prerequisites`:
+    root, ``ip``, ``radvd``, ``nft``, ``conntrack``, ``dumpcap``, ``ethtool`` and a network
+    namespace that can really be created), then each of ``tools`` (e.g. ``"tshark"``) on
+    PATH. Never raises and never imports pytest.
+    """
+    if os.environ.get(RECORDED_ENV, "").strip() == "1":
+        return f"{RECORDED_ENV}=1 is set, which asks for the recorded run instead of a live one"
+    from mip6lab.scenarios.base import ScenarioError
+    from mip6lab.scenarios.netns_topology import check_prerequisites
+
+    try:
+        check_prerequisites(rebinding=True, capture=True)
+    except ScenarioError as exc:
+        return str(exc)
+    for tool in tools:
+        if shutil.which(tool) is None:
+            package = _DEBIAN_PACKAGE.get(tool, tool)
+            return (f"the live run also needs {tool!r}, which is not on PATH; "
+                    + INSTALL_HINT.format(package=package))
+    return None

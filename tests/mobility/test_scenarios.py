@@ -579,3 +579,22 @@ def test_a_move_during_bootstrap_leaves_later_handovers_working(moved_during_boo
     assert len(bu_out) == 1
     mn_in = scenario.lab.nodes["mn"].ipsec.sad.inbound(bu_out[0].spi)
     assert mn_in is not None and mn_in.state == "mature"
+
+
+def test_signalling_bytes_count_the_bu_and_ba_not_the_payload_tunnel(runs):
+    """The payload SA's ESP (tunnel mode, RFC 4877 §7.2) also goes to the HA, but it is
+    data: a K=1 handover's signalling is its BU and BA alone, however long the handover
+    (with 20 ms links, data packets travel during it; they must not be counted)."""
+    _, fast = runs("handover", k_bit=1)
+    scenario, slow = runs("handover", k_bit=1, delay=0.02)
+    bu_ba = [h["signalling_bytes"] for h in fast["result"]["handovers"][1:]]
+    assert [h["signalling_bytes"] for h in slow["result"]["handovers"][1:]] == bu_ba
+    # and that is the size of one protected BU plus one protected BA, as sent by mn and ha
+    first = scenario.mobile.handovers[1]
+    frames = [e for e in scenario.lab.events
+              if e.kind == "tx" and e.node in ("mn", "ha")
+              and first.started_us <= e.time_us <= first.completed_us
+              and e.packet[12:14] == b"\x86\xdd"
+              and esp_spi(e.packet[14:]) in {sa.spi for sa in scenario.security_associations()
+                                             if sa.reqid == BU_REQID}]
+    assert len(frames) == 2 and sum(len(e.packet) for e in frames) == bu_ba[0]

@@ -312,3 +312,16 @@ def test_scenarios_without_a_netns_build_say_so(capsys):
     assert "ping-nat runs on the inproc backend, not 'netns'" in capsys.readouterr().err
     assert cli.main(["scenario", "run", "handover", "--time-scale", "0"]) == 2
     assert "time_scale must be a positive number" in capsys.readouterr().err
+
+
+def test_the_capture_holds_the_first_frames_on_every_link(nat_run):
+    """dumpcap opens its bridges one after the other; the run starts only when all of them
+    record, so the first IKE_SA_INIT is on each link it crossed: the MN's, the uplink
+    and the home link."""
+    _, tmp = nat_run
+    rows = tshark_fields(tmp / "all.pcapng", ["frame.interface_name"],
+                         display_filter="isakmp.exchangetype == 34 && isakmp.flag_i == 1 && "
+                                        "ipv6.src == 2001:db8:a1::5eff:fe00:f",
+                         options=ONCE_PER_LINK)
+    links = sorted(r["frame.interface_name"][0] for r in rows)
+    assert links == ["br-home", "br-uplink", "br-visit1"], links
