@@ -239,6 +239,9 @@ def record(directory: str | os.PathLike, *, time_scale: float = TIME_SCALE,
     if reason is not None:
         raise RuntimeError(f"cannot record: {reason}")
     options = dict(OPTIONS if options is None else options)
+    # the code that makes the recording, read before the recording rewrites its own
+    # tracked files (which would make any checkout look "dirty")
+    commit = _commit()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     keys = directory / "keys"
@@ -275,7 +278,7 @@ def record(directory: str | os.PathLike, *, time_scale: float = TIME_SCALE,
     meta = {
         "recorded": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "by": "scripts/record-netns-run (python3 -m mip6lab.recorded)",
-        "mip6lab": __version__, "commit": _commit(),
+        "mip6lab": __version__, "commit": commit,
         "kernel": platform.release(), "python": platform.python_version(),
         "tools": {tool: _version([tool, "--version"])
                   for tool in ("tshark", "dumpcap", "radvd", "nft")},
