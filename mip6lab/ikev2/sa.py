@@ -456,6 +456,10 @@ class IkeSa:
             return
         self.messages_received += 1
         response = bool(message.flags & 0x20)
+        wrong_spi = self._wrong_spi(message, response)
+        if wrong_spi is not None:
+            self._events.append(MessageDropped(wrong_spi))
+            return
         try:
             if response:
                 self._receive_response(message, bytes(data), src, sport)
@@ -465,6 +469,31 @@ class IkeSa:
             self._events.append(MessageDropped(f"integrity check failed: {exc}"))
         except RemoteProtocolError as exc:
             self._events.append(MessageDropped(exc.reason))
+
+    def _wrong_spi(self, message, response: bool) -> str | None:
+        """Why a message's SPIs do not name this IKE SA (RFC 7296 §3.1: together they
+        identify it; §2.21: a message for an SA we do not have is dropped), or None.
+
+        The one exception is IKE_SA_INIT: its request carries a zero responder SPI, and the
+        initiator learns the responder's SPI from the response (or from a COOKIE or
+        INVALID_KE_PAYLOAD answer, whose responder SPI is zero, §2.6). Checked before any
+        decryption: a message encrypted with the right keys under another SPI pair is
+        still not a message of this SA."""
+        spi_i, spi_r, unknown = bytes(message.init_SPI), bytes(message.resp_SPI), bytes(8)
+        # a responder's SA learns the initiator's SPI from the first IKE_SA_INIT request
+        if spi_i != self.spi_i and not (self.spi_i == unknown and not response
+                                        and message.exch_type == IKE_SA_INIT):
+            return f"initiator SPI {spi_i.hex()} is not this IKE SA's {self.spi_i.hex()} (§3.1)"
+        if message.exch_type == IKE_SA_INIT:
+            if not response and spi_r != unknown:
+                return f"IKE_SA_INIT request with responder SPI {spi_r.hex()}, not zero (§3.1)"
+            if response and unknown not in (self.spi_r, spi_r) and spi_r != self.spi_r:
+                return (f"IKE_SA_INIT response with responder SPI {spi_r.hex()}, not "
+                        f"{self.spi_r.hex()} (§3.1)")
+            return None
+        if spi_r != self.spi_r:
+            return f"responder SPI {spi_r.hex()} is not this IKE SA's {self.spi_r.hex()} (§3.1, §2.21)"
+        return None
 
     def _decrypt(self, data: bytes) -> list:
         from_initiator = not self.initiator

@@ -186,3 +186,45 @@ def test_when_the_initiator_refuses_the_responder_neither_side_keeps_an_sa():
     deleted = p.of("r", ChildSaDeleted)
     assert [c.inbound_spi for c in established] == [d.inbound_spi for d in deleted]
     assert not p.r.children and not p.i.children
+
+
+def _forged(sa: IkeSa, data: bytes, *, spi_i: bytes | None = None,
+            spi_r: bytes | None = None) -> bytes:
+    """``data``, a protected message ``sa`` sent, sealed again with ``sa``'s own keys under
+    other SPIs in its header: a forgery only the SPI check can catch (the ICV is right)."""
+    from mip6lab.crypto.ike.sk import decrypt_message, encrypt_message
+
+    cipher = sa.keys.cipher(from_initiator=sa.initiator)
+    first, inner = decrypt_message(cipher, data)
+    header = bytearray(data[:28])
+    header[0:8] = spi_i if spi_i is not None else header[0:8]
+    header[8:16] = spi_r if spi_r is not None else header[8:16]
+    return encrypt_message(cipher, bytes(header), first, inner, bytes(cipher.iv_size))
+
+
+@pytest.mark.parametrize("spis", [{"spi_r": bytes.fromhex("00000000deadbeef")},
+                                  {"spi_r": bytes(8)},
+                                  {"spi_i": bytes.fromhex("0123456789abcdef")}],
+                         ids=["wrong-spi-r", "zero-spi-r", "wrong-spi-i"])
+def test_a_request_under_another_spi_pair_is_dropped_with_the_sa_intact(pair, spis):
+    """RFC 7296 §3.1: the two SPIs identify the IKE SA; §2.21: a message that names an SA
+    we do not have is dropped, here even though it decrypts with the right keys."""
+    from mip6lab.ikev2.sa import MessageDropped
+
+    pair.i.create_child()
+    (good,) = pair.i.datagrams_to_send()
+    expected, children = pair.r.expected_request_id, dict(pair.r.children)
+    forged = _forged(pair.i, good.data, **spis)
+    assert forged != good.data
+    pair.r.receive(forged, good.src, good.sport, 0, good.dport)
+    dropped = [e for e in iter(pair.r.next_event, None)]
+    assert len(dropped) == 1 and isinstance(dropped[0], MessageDropped)
+    assert "SPI" in dropped[0].reason and "§3.1" in dropped[0].reason
+    assert pair.r.datagrams_to_send() == []                   # silent: no answer
+    assert (pair.r.expected_request_id, pair.r.children, pair.r.state) == \
+        (expected, children, "ESTABLISHED")
+    # the genuine request is still answered: the forgery cost the SA nothing
+    pair.deliver(pair.r, good)
+    pair.pump()
+    assert len(pair.i.children) == len(pair.r.children) == 2
+    crosswise(pair.i, pair.r)
