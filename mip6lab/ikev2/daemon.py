@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import RemoteProtocolError
 from ..ipsec import (BYPASS, PROTECT, IPsecStack, IPsecTemplate, KeyMessage, MigrateRequest,
                      SecurityAssociation, SecurityPolicy, Selectors)
-from ..ipsec.pad import PeerAuthorizationEntry
+from ..ipsec.pad import HomeAddressTaken, PeerAuthorizationEntry
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..wire.ikev2 import unwrap_udp
@@ -232,12 +232,16 @@ class IkeDaemon:
             self.established.append(sa)
             if not sa.initiator:
                 same_peer = self._by_peer.setdefault(sa.peer_id, [])
-                for older in list(same_peer) if self.unique_ids else []:
+                older_ones = list(same_peer) if self.unique_ids else []
+                # filed first, so that forgetting the older SAs does not return the
+                # peer's leases to the pools: this SA holds them now (RFC 7296 §3.15.4)
+                same_peer.append(sa)
+                for older in older_ones:
                     if older.state != "CLOSED" and older.replaced_by is None:
                         self._announce(older, f"replaced by [{sa.spi_i.hex()[:8]}], a newer "
                                        f"IKE SA of {sa.peer_id[1]} (unique IDs)")
                         self.forget(older)
-                same_peer[:] = [o for o in same_peer if o.state != "CLOSED"] + [sa]
+                same_peer[:] = [o for o in same_peer if o.state != "CLOSED"]
             if sa.nat_local:     # we are behind a NAT: keep its mapping (RFC 3948 §2.3)
                 self.ipsec.start_keepalives(str(sa.local), str(sa.remote),
                                             interval=self.config.nat_keepalive)
@@ -375,7 +379,13 @@ class IkeDaemon:
         address = ipaddress.ip_address(address)
         if address in pad.lookup(id_type, value).home_addresses:
             return
-        pad.bind_home_address(id_type, value, address)
+        try:
+            pad.bind_home_address(id_type, value, address)
+        except HomeAddressTaken as exc:
+            # one home address, one identity (RFC 4877 §4.2): never a second owner
+            self.node.announce("ike", f"PAD: {exc}; not bound ({why})", error="taken",
+                               home_address=str(address))
+            return
         self.node.announce("ike", f"PAD: {address} bound to {identity} ({why})",
                            home_address=str(address))
 
@@ -486,8 +496,18 @@ class IkeDaemon:
             return
         identity = sa.peer_identity
         for pool in (self.config.pool6, self.config.pool4, self.config.home_prefixes):
-            if pool is not None and pool.release(identity) is not None:
-                self._announce(sa, f"lease of {identity} returned to pool {pool.network}")
+            lease = pool.release(identity) if pool is not None else None
+            if lease is None:
+                continue
+            self._announce(sa, f"lease of {identity} returned to pool {pool.network}")
+            # the PAD entry that tied the address to the peer was temporary (RFC 4877
+            # §7.1): once the address may go to another peer, it is no longer this one's
+            id_type, _, value = identity.partition(":")
+            unbound = self.ipsec.pad.unbind_home_addresses(
+                id_type, value, lambda address: address in ipaddress.ip_network(lease))
+            for address in unbound:
+                self._announce(sa, f"PAD: {address} no longer bound to {identity}",
+                               home_address=str(address))
 
     def _delete_sas(self, sa: IkeSa, inbound_spi: int, outbound_spi: int) -> None:
         self.socket.send(KeyMessage("DELETE", spi=inbound_spi, direction="in"))

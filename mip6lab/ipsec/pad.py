@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from ..errors import Mip6LabError
 
 from ..net.interface import IPAddress, IPNetwork
+
+class HomeAddressTaken(Mip6LabError):
+    """A home address is bound to another identity in the PAD already."""
+
 
 ID_TYPES = {"ipv4": 1, "fqdn": 2, "rfc822": 3, "ipv6": 5, "der_asn1_dn": 9, "key_id": 11}
 
@@ -64,6 +70,7 @@ class PeerAuthorizationDatabase:
     def __init__(self) -> None:
         self.entries: list[PeerAuthorizationEntry] = []
         self._by_identity: dict[tuple[str, str], PeerAuthorizationEntry] = {}
+        self._owners: dict[IPAddress, PeerAuthorizationEntry] = {}   # bound HoA -> entry
 
     def __iter__(self):
         return iter(list(self.entries))
@@ -77,24 +84,48 @@ class PeerAuthorizationDatabase:
         self.entries.append(entry)
         # the first entry for an identity is the one a search finds
         self._by_identity.setdefault(self._key(entry.id_type, entry.identity), entry)
+        for address in entry.home_addresses:     # configured with its home addresses
+            self._owners.setdefault(address, entry)
         return entry
 
     def lookup(self, id_type: str, identity: str) -> PeerAuthorizationEntry | None:
         return self._by_identity.get(self._key(id_type, identity))
 
     def bind_home_address(self, id_type: str, identity: str, address: IPAddress) -> None:
-        """Tie ``address`` to the peer (the HA learns a MN's HoA, RFC 4877 §7.1)."""
+        """Tie ``address`` to the peer (the HA learns a MN's HoA, RFC 4877 §7.1).
+
+        A home address has one owner: the HA accepts a BU for it only through an SA of
+        that identity (RFC 4877 §4.2), so binding it to a second identity would let that
+        one take it over. :class:`HomeAddressTaken` if another entry holds it."""
         entry = self.lookup(id_type, identity)
         if entry is None:
             raise KeyError(f"no PAD entry for {id_type}:{identity}")
         address = ipaddress.ip_address(address)
+        owner = self.owner_of(address)
+        if owner is not None and owner is not entry:
+            raise HomeAddressTaken(f"{address} is bound to {owner.id_type}:{owner.identity} "
+                                   f"already, not to {id_type}:{identity}")
         if address not in entry.home_addresses:
             entry.home_addresses.append(address)
+            self._owners[address] = entry
+
+    def unbind_home_addresses(self, id_type: str, identity: str,
+                              which: Callable[[IPAddress], bool]) -> list[IPAddress]:
+        """Untie the peer's home addresses for which ``which(address)`` holds (its lease
+        went back to the pool: RFC 4877 §7.1's "temporary PAD entry" ends); returns them."""
+        entry = self.lookup(id_type, identity)
+        if entry is None:
+            return []
+        gone = [a for a in entry.home_addresses if which(a)]
+        entry.home_addresses = [a for a in entry.home_addresses if a not in gone]
+        for address in gone:
+            self._owners.pop(address, None)
+        return gone
 
     def owner_of(self, address: IPAddress) -> PeerAuthorizationEntry | None:
         """The peer a home address is bound to, if any."""
         address = ipaddress.ip_address(address)
-        return next((e for e in self.entries if address in e.home_addresses), None)
+        return self._owners.get(address)
 
     def table(self) -> list[dict[str, Any]]:
         return [e.as_dict() for e in self.entries]
