@@ -91,8 +91,20 @@ class IkeConfig:
     auth_method: str | None = None
     validation_time: dt.datetime | None = None
     intermediates: list = field(default_factory=list)   # sent as more CERT payloads
+    # responder: a pre-shared key per peer identity ("rfc822:mn1@example" or the bare
+    # value), so that holding one key proves one identity; when set, a peer not listed
+    # fails authentication. Without it every peer shares ``psk`` and any holder of that
+    # key may claim any identity (docs/security.md)
+    peer_psks: dict = field(default_factory=dict)
+    # responder: at most this many distinct peer identities hold IKE SAs at once under
+    # this configuration (one shared PSK is one group); None: no limit
+    max_identities: int | None = None
 
     def __post_init__(self) -> None:
+        self.peer_psks = {str(who): key.encode() if isinstance(key, str) else bytes(key)
+                          for who, key in self.peer_psks.items()}
+        if self.max_identities is not None and self.max_identities < 1:
+            raise ValueError("max_identities must be at least 1 (or None: no limit)")
         if self.auth_method is None:
             self.auth_method = "signature" if self.certificate is not None else "psk"
         if self.auth_method not in AUTH_METHODS:

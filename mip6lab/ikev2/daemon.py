@@ -177,11 +177,28 @@ class IkeDaemon:
                     return
             sa = IkeSa(self.config, False, str(datagram.dst), str(datagram.src),
                        self._random, lambda: self._allocate_spi(str(datagram.src)),
-                       self.node.sim.now_us, datagram.dport, datagram.sport)
+                       self.node.sim.now_us, datagram.dport, datagram.sport,
+                       authorize=self._authorize)
             self.sas[spi_i] = sa
         sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us,
                    datagram.dport)
         self._pump(sa)
+
+    def _authorize(self, sa: IkeSa) -> str | None:
+        """A responder's admission of an authenticated peer: ``config.max_identities``
+        distinct identities at most hold IKE SAs at once (with one shared PSK, any holder
+        can claim a new identity, and each would get a lease and SAs: docs/security.md).
+        A peer that holds an SA already is always let in (it re-authenticates)."""
+        limit = self.config.max_identities
+        if limit is None or sa.peer_id in self._by_peer and any(
+                other.state != "CLOSED" for other in self._by_peer[sa.peer_id]):
+            return None
+        holding = sum(1 for sas in self._by_peer.values()
+                      if any(other.state != "CLOSED" for other in sas))
+        if holding >= limit:
+            return (f"{sa.peer_identity} refused: {holding} identities hold IKE SAs, "
+                    f"the limit of this configuration is {limit}")
+        return None
 
     def _under_load(self) -> bool:
         if self.cookie_threshold is None:

@@ -216,8 +216,13 @@ class IkeSa:
 
     def __init__(self, config: IkeConfig, initiator: bool, local: str, remote: str,
                  random: Callable[[int], bytes], allocate_spi: Callable[[], int],
-                 now_us: int = 0, local_port: int = 500, remote_port: int = 500) -> None:
+                 now_us: int = 0, local_port: int = 500, remote_port: int = 500, *,
+                 authorize: Callable[[IkeSa], str | None] | None = None) -> None:
         self.config = config
+        # responder: asked once the peer has authenticated, before anything is granted;
+        # a reason refuses the peer (AUTHENTICATION_FAILED, RFC 7296 §2.21.2)
+        self.authorize = authorize
+        self.peer_psk: bytes | None = None       # the key of this peer (config.peer_psks)
         self.initiator = initiator
         self.local = ipaddress.ip_address(local)
         self.remote = ipaddress.ip_address(remote)
@@ -303,7 +308,7 @@ class IkeSa:
             raise ValueError(f"IKE SA in state {self.state} has no keys yet")
         return IkeSaSecrets(self.initiator, self.spi_i, self.spi_r, self.proposal,
                             self.nonce_i, self.nonce_r, self.shared_secret,
-                            self.init_request, self.init_response, self.config.psk,
+                            self.init_request, self.init_response, self.psk,
                             self.keys, rekeyed=self.predecessor is not None)
 
     # -- sending ---------------------------------------------------------------------------
@@ -723,10 +728,21 @@ class IkeSa:
         octets = self._signed_octets(id_payload, initiator_side)
         if self.config.auth_method == "psk":
             return w.IKEv2_AUTH(auth_type=2, load=auth.psk_auth(self.keys.prf,
-                                                                self.config.psk, octets))
+                                                                self.psk, octets))
         method, scheme = self._signature_method()
         return w.IKEv2_AUTH(auth_type=int(method), load=auth.sign_auth(
             self.config.private_key, octets, method, scheme))
+
+    @property
+    def psk(self) -> bytes | None:
+        """The pre-shared key of this SA (RFC 7296 §2.15's "Shared Secret"): the peer's own
+        from ``config.peer_psks`` once its ID is known, else the configured one."""
+        return self.peer_psk if self.peer_psk is not None else self.config.psk
+
+    def _peer_key(self, peer: tuple[str, str]) -> bytes | None:
+        """The peer's entry of ``config.peer_psks`` ("type:value" or the bare value)."""
+        keys = self.config.peer_psks
+        return keys.get(f"{peer[0]}:{peer[1]}", keys.get(peer[1]))
 
     def _verify_auth(self, id_payload, auth_payload, initiator_side: bool,
                      payloads: list | None = None) -> None:
@@ -734,9 +750,8 @@ class IkeSa:
         if auth_payload is None:
             raise AuthenticationFailed("no AUTH payload")
         method = int(auth_payload.auth_type)
-        if method == 2 and self.config.psk:
-            auth.verify_psk_auth(self.keys.prf, self.config.psk, octets,
-                                 bytes(auth_payload.load))
+        if method == 2 and self.psk:
+            auth.verify_psk_auth(self.keys.prf, self.psk, octets, bytes(auth_payload.load))
             return
         if method == 2 or not self.config.trust_anchors:
             expected = "a certificate signature" if self.config.trust_anchors else \
@@ -846,6 +861,11 @@ class IkeSa:
             self._auth_failed(message_id, f"peer identity {peer[0]}:{peer[1]} is not the "
                               f"configured {self.config.remote_id[1]}")
             return
+        if self.config.peer_psks and self.config.auth_method == "psk":
+            self.peer_psk = self._peer_key(peer)
+            if self.peer_psk is None:
+                self._auth_failed(message_id, f"no pre-shared key for {peer[0]}:{peer[1]}")
+                return
         try:
             self._verify_auth(id_i, auth_payload, True, payloads)
         except AuthenticationFailed as exc:
@@ -854,6 +874,11 @@ class IkeSa:
         if peer[0] == "der_asn1_dn" and self.peer_certificate is not None:
             peer = (peer[0], self.peer_certificate.subject.rfc4514_string())
         self.peer_id = peer
+        refused = self.authorize(self) if self.authorize is not None else None
+        if refused is not None:
+            self.peer_id = None
+            self._auth_failed(message_id, refused)
+            return
         id_r = self._memo(("IDr", self.config.local_id),
                           lambda: self._id_payload(w.IKEv2_IDr))
         response = [id_r, *self._cert_payloads(), self._auth_payload(id_r, False)]
