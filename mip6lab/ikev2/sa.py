@@ -949,9 +949,9 @@ class IkeSa:
                                      prefer="configured", ignore_ke=True)
         except NoProposalChosen:
             return [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")]
-        peer_ts = [_ts(t) for t in w.decode_ts(tsi)]
+        peer_ts = _selectors(tsi)
         narrowed_i = narrow(peer_ts, self._acceptable_peer_ts())
-        narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], self._own_ts())
+        narrowed_r = narrow(_selectors(tsr), self._own_ts())
         if not narrowed_i or not narrowed_r:
             return [w.IKEv2_Notify(type="TS_UNACCEPTABLE")]
         transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
@@ -1061,8 +1061,8 @@ class IkeSa:
         else:
             peer_side, own_side = self._acceptable_peer_ts(), self._own_ts()
         # TSi is the exchange initiator's side: the peer's, since the peer asks
-        narrowed_i = narrow([_ts(t) for t in w.decode_ts(tsi)], peer_side)
-        narrowed_r = narrow([_ts(t) for t in w.decode_ts(tsr)], own_side)
+        narrowed_i = narrow(_selectors(tsi), peer_side)
+        narrowed_r = narrow(_selectors(tsr), own_side)
         if not narrowed_i or not narrowed_r:
             self._respond(CREATE_CHILD_SA, message_id,
                           [w.IKEv2_Notify(type="TS_UNACCEPTABLE")], encrypted=True)
@@ -1098,8 +1098,11 @@ class IkeSa:
                                             name if failures else None))
             return
         chosen = w.decode_sa(sa)[0]
-        tsi = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSi))]
-        tsr = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSr))]
+        tsi = _selectors(_first(payloads, w.IKEv2_TSi))
+        tsr = _selectors(_first(payloads, w.IKEv2_TSr))
+        if not tsi or not tsr:
+            self._events.append(_unusable_selectors("CREATE_CHILD_SA"))
+            return
         transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
         child = self._install_child(chosen, int.from_bytes(chosen.spi, "big"),
                                     "transport" if transport else "tunnel", tsi, tsr,
@@ -1333,8 +1336,11 @@ class IkeSa:
                     w.notify_name(failures[0])))
             return
         chosen = w.decode_sa(sa)
-        tsi = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSi))]
-        tsr = [_ts(t) for t in w.decode_ts(_first(payloads, w.IKEv2_TSr))]
+        tsi = _selectors(_first(payloads, w.IKEv2_TSi))
+        tsr = _selectors(_first(payloads, w.IKEv2_TSr))
+        if not tsi or not tsr:
+            self._events.append(_unusable_selectors("IKE_AUTH"))
+            return
         transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
         self._install_child(chosen[0], int.from_bytes(chosen[0].spi, "big"),
                             "transport" if transport else "tunnel", tsi, tsr)
@@ -1424,9 +1430,30 @@ def _is_configured(id_payload, peer: tuple[str, str], configured: tuple[str, str
     return peer == configured
 
 
-def _ts(selector: Any) -> TrafficSelector:
-    return TrafficSelector(selector.start_address, selector.end_address, selector.protocol,
-                           selector.start_port, selector.end_port)
+def _ts(selector: Any) -> TrafficSelector | None:
+    """A selector of the wire as a range, or None when it names none this engine can use:
+    a starting address above the ending one (RFC 7296 §3.13.1: they are the smallest and
+    the largest address included), or the OPAQUE ports 65535-0 (§3.13.1). Such a
+    selector is narrowed away like a TS type we do not use, so a request left with no
+    selector gets TS_UNACCEPTABLE (§2.9) instead of an exception."""
+    try:
+        return TrafficSelector(selector.start_address, selector.end_address,
+                               selector.protocol, selector.start_port, selector.end_port)
+    except ValueError:
+        return None
+
+
+def _unusable_selectors(exchange: str) -> IkeSaFailed:
+    """A response whose TSi or TSr holds no usable selector: the child SA is not made."""
+    return IkeSaFailed(f"child SA refused: the {exchange} response's traffic selectors "
+                       "name no usable range (RFC 7296 §3.13.1)", "TS_UNACCEPTABLE")
+
+
+def _selectors(payload: Any) -> list[TrafficSelector]:
+    """The usable selectors of a TSi or TSr payload (none when it is absent)."""
+    if payload is None:
+        return []
+    return [ts for ts in map(_ts, w.decode_ts(payload)) if ts is not None]
 
 
 def _wire_ts(ts: TrafficSelector):

@@ -228,3 +228,76 @@ def test_a_request_under_another_spi_pair_is_dropped_with_the_sa_intact(pair, sp
     pair.pump()
     assert len(pair.i.children) == len(pair.r.children) == 2
     crosswise(pair.i, pair.r)
+
+
+def _resealed(sa: IkeSa, data: bytes, change) -> bytes:
+    """``data``, a protected message ``sa`` sent, its payloads changed by ``change`` (on
+    the dissected scapy payloads) and sealed again with ``sa``'s keys: what an
+    authenticated peer could send."""
+    from mip6lab.crypto.ike.sk import decrypt_message, encrypt_message
+    from mip6lab.wire import ikev2 as w
+
+    cipher = sa.keys.cipher(from_initiator=sa.initiator)
+    payloads = w.decode_inner_payloads(*decrypt_message(cipher, data))
+    change(payloads)
+    first, inner = w.build_inner_payloads([p.copy() for p in payloads])
+    return encrypt_message(cipher, data[:28], first, inner, bytes(cipher.iv_size))
+
+
+def _tsi(payloads):
+    from mip6lab.wire import ikev2 as w
+    return next(p for p in payloads if isinstance(p, w.IKEv2_TSi))
+
+
+def _swap_addresses(payloads):     # start above end (RFC 7296 §3.13.1: smallest, largest)
+    ts = _tsi(payloads).traffic_selector[0]
+    ts.starting_address_v6, ts.ending_address_v6 = "2001:db8:ffff::", "2001:db8::1"
+
+
+def _opaque_ports(payloads):       # start port 65535, end port 0: OPAQUE (§3.13.1)
+    ts = _tsi(payloads).traffic_selector[0]
+    ts.start_port, ts.end_port = 65535, 0
+
+
+@pytest.mark.parametrize("change", [_swap_addresses, _opaque_ports],
+                         ids=["start-above-end", "opaque-ports"])
+def test_an_unusable_traffic_selector_gets_ts_unacceptable_with_the_sa_intact(pair, change):
+    """Found by fuzzing: a selector whose range the engine cannot hold raised ValueError
+    out of the engine. It is narrowed away instead, and the request that is left with no
+    selector is answered TS_UNACCEPTABLE (RFC 7296 §2.9); the IKE SA goes on."""
+    from mip6lab.crypto.ike.sk import decrypt_message
+    from mip6lab.wire import ikev2 as w
+
+    pair.i.create_child()
+    (good,) = pair.i.datagrams_to_send()
+    children = dict(pair.r.children)
+    pair.r.receive(_resealed(pair.i, good.data, change), good.src, good.sport, 0, good.dport)
+    (answer,) = pair.r.datagrams_to_send()
+    reply = w.decode_inner_payloads(*decrypt_message(
+        pair.r.keys.cipher(from_initiator=False), answer.data))
+    assert [w.notify_name(n) for n in w.find_notifies(reply)] == ["TS_UNACCEPTABLE"]
+    assert pair.r.children == children and pair.r.state == "ESTABLISHED"
+    # the initiator hears the refusal; both SAs carry on with their one child
+    pair.deliver(pair.i, answer)
+    pair.pump()
+    assert pair.i.state == pair.r.state == "ESTABLISHED"
+    assert len(pair.i.children) == len(pair.r.children) == 1
+    assert any(e.notify == "TS_UNACCEPTABLE" for e in pair.events["i"]
+               if hasattr(e, "notify"))
+
+
+def test_a_response_with_unusable_selectors_makes_no_child_sa(pair):
+    """The other direction: the responder's CREATE_CHILD_SA response narrows to a
+    selector with no usable range; the initiator installs no child SA and says why."""
+    from mip6lab.ikev2.sa import IkeSaFailed
+
+    pair.i.create_child()
+    (request,) = pair.i.datagrams_to_send()
+    pair.deliver(pair.r, request)
+    (response,) = pair.r.datagrams_to_send()
+    pair.i.receive(_resealed(pair.r, response.data, _swap_addresses), response.src,
+                   response.sport, 0, response.dport)
+    failed = [e for e in iter(pair.i.next_event, None) if isinstance(e, IkeSaFailed)]
+    assert len(failed) == 1 and failed[0].notify == "TS_UNACCEPTABLE"
+    assert "§3.13.1" in failed[0].reason
+    assert len(pair.i.children) == 1 and pair.i.state == "ESTABLISHED"
