@@ -107,21 +107,30 @@ class IkeDaemon:
         reply = self.socket.send(KeyMessage("GETSPI", src=peer, dst=self._local_for(peer)))
         return reply.spi
 
-    def _local_for(self, peer: str) -> str:
-        """Our address towards ``peer``: the source the routing table would choose."""
+    def _local_for(self, peer: str) -> str | None:
+        """Our address towards ``peer``: the source the routing table would choose, or
+        None when there is none (no interface, or no address of the peer's family yet)."""
         address = ipaddress.ip_address(peer)
         route = self.node.routes.lookup(address)
         iface = self.node.interfaces[route.interface] if route else \
-            next(iter(self.node.interfaces.values()))
-        return str(iface.source_for(address))
+            next(iter(self.node.interfaces.values()), None)
+        source = iface.source_for(address) if iface is not None else None
+        return str(source) if source is not None else None
 
     # -- starting --------------------------------------------------------------------------
 
     def initiate(self, peer: str, local: str | None = None,
-                 config: IkeConfig | None = None) -> IkeSa:
+                 config: IkeConfig | None = None) -> IkeSa | None:
         """Start an IKE SA (and its first child SA) with ``peer``, from ``local`` (by
-        default the source the routing table picks: RFC 6275 §11.3.2 wants the CoA)."""
+        default the source the routing table picks: RFC 6275 §11.3.2 wants the CoA).
+
+        None, and a trace event, when there is no address to start from (a mobile node
+        whose care-of address is gone or not formed yet): an IKE SA needs both ends."""
         local = local or self._local_for(peer)
+        if local is None:
+            self.node.announce("ike", f"IKE with {peer} not started: no address of ours "
+                               "to reach it from", error="no_source")
+            return None
         config = config or self.config
         sa = IkeSa(config, True, local, peer, self._random,
                    lambda: self._allocate_spi(peer), self.node.sim.now_us)
