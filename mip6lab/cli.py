@@ -8,6 +8,9 @@
     mip6lab scenario run NAME [--seed N] [--set KEY=VALUE ...] [--json]
                               [--pcap FILE] [--pcap-dir DIR] [--keys DIR] [--ladder]
                               [--backend inproc|netns] [--time-scale S]
+    mip6lab compare [SCENARIO ...] [--variants V,V] [--seeds N|S,S] [--set KEY=VALUE ...]
+                    [--json | --csv] [--no-cpu] [--code]
+    mip6lab code-split [--json] [--files]
     mip6lab ike initiate --remote ADDR [--local ADDR] --id ID --remote-id ID
                          (--psk-file F | --cert F --key F --ca F [--auth METHOD])
                          [--request ipv6|ipv4|home-prefix ...] [--ike-proposal STR]
@@ -33,6 +36,14 @@ root). ``--backend netns`` runs a mobility scenario on real network namespaces a
 the wall clock, ``--time-scale`` simulated seconds per real one; its ``--pcap`` is
 recorded by dumpcap on every link while it runs. Ctrl-C ends a run with status 130,
 after everything it made is removed.
+
+``compare`` runs mobility scenarios (default ``handover``) under each security mode and
+variant over several seeds and prints one table of messages, bytes, round trips, seam
+crossings, interruption and data lost per registration and handover, the states held and
+the CPU time per room (:mod:`mip6lab.compare`); 0 when every run's verdict is good, 1
+when one is not, 2 for a usage error. ``code-split`` (or ``compare --code``) prints the
+lines of code of the mobility protocol against its security integration, per mode
+(:mod:`mip6lab.codesplit`).
 
 ``ike initiate`` / ``ike respond`` run our IKEv2 engine on real UDP sockets (500 and
 4500, :mod:`mip6lab.ikev2.udp`), e.g. against strongSwan. Authentication by pre-shared
@@ -102,8 +113,39 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keys", metavar="DIR", help="write Wireshark's key tables (esp_sa) "
                      "into DIR; use it as WIRESHARK_CONFIG_DIR or copy it to your profile")
     run.add_argument("--ladder", action="store_true", help="print a sequence diagram")
+    _compare_parser(commands)
     _ike_parser(commands)
     return parser
+
+
+def _compare_parser(commands) -> None:
+    from .compare import DEFAULT_VARIANTS, VARIANT_NAMES
+
+    compare = commands.add_parser("compare", help="the mobility scenarios under each "
+                                  "security mode and variant, side by side")
+    compare.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                         help="mobility scenarios to run (default: handover)")
+    compare.add_argument("--variants", metavar="V,V",
+                         help=f"comma list of {', '.join(VARIANT_NAMES)} (default: "
+                         f"{', '.join(DEFAULT_VARIANTS)})")
+    compare.add_argument("--seeds", default="3", metavar="N|S,S",
+                         help="a count (3 = seeds 0, 1, 2; the default) or a comma list")
+    compare.add_argument("--set", dest="settings", action="append", default=[],
+                         metavar="KEY=VALUE", help="a scenario option for every run; "
+                         "repeatable (e.g. loss=0.2)")
+    output = compare.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object")
+    output.add_argument("--csv", action="store_true",
+                        help="print CSV: one row per registration/handover of every run")
+    compare.add_argument("--no-cpu", action="store_true",
+                         help="do not profile the CPU time per room")
+    compare.add_argument("--code", action="store_true",
+                         help="also print the lines-of-code split (as code-split does; "
+                         "on stderr with --csv, in the object with --json)")
+    split = commands.add_parser("code-split", help="lines of code: the mobility protocol "
+                                "against its security integration (the 10/90 claim)")
+    split.add_argument("--json", action="store_true", help="print one JSON object")
+    split.add_argument("--files", action="store_true", help="list every file and its count")
 
 
 def _ike_parser(commands) -> None:
@@ -365,6 +407,44 @@ def _list() -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .codesplit import code_split
+    from .compare import compare, parse_seeds
+
+    settings = _parse_settings(args.settings)
+    seeds = parse_seeds(args.seeds)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] \
+        if args.variants is not None else None
+    if variants == []:
+        raise ScenarioError("--variants needs at least one variant")
+    comparison = compare(args.scenarios or ["handover"], variants, seeds, settings,
+                         cpu=not args.no_cpu)
+    split = code_split() if args.code else None
+    if args.json:
+        report = comparison.to_dict()
+        if split is not None:
+            report["code_split"] = split.to_dict()
+        print(json.dumps(report, indent=1))
+    elif args.csv:
+        sys.stdout.write(comparison.csv())
+        if split is not None:
+            print(split.text(), file=sys.stderr)
+    else:
+        print(comparison.text())
+        if split is not None:
+            print()
+            print(split.text())
+    return 0 if comparison.ok else 1
+
+
+def _code_split(args: argparse.Namespace) -> int:
+    from .codesplit import code_split
+
+    split = code_split()
+    print(json.dumps(split.to_dict(), indent=1) if args.json else split.text(files=args.files))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     settings = _parse_settings(args.settings)
     reserved = {"backend", "time_scale", "capture"} & set(settings)
@@ -461,6 +541,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 1
     try:
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "code-split":
+            return _code_split(args)
         if args.action == "list":
             return _list()
         return _run(args)

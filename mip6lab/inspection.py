@@ -70,11 +70,28 @@ class Dissection:
 
 def _field_text(layer: Packet, fld) -> str:
     value = layer.getfieldval(fld.name)
+    if isinstance(value, list) and value and all(isinstance(v, Packet) for v in value):
+        return _options_text(value)
     try:
         text = fld.i2repr(layer, value)
     except Exception:          # a field scapy cannot show: its raw value, not a crash
         text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _options_text(options: list[Packet]) -> str:
+    """A list of options (IPv6 extension header options, mobility options: RFC 6275
+    §6.2, RFC 4283, RFC 4285) as one entry per option, its name and fields, so that the
+    last option -- RFC 4285 §5.1's authenticator is always the last -- is not cut off
+    behind the first ones. The type is the entry's name; each entry is cut at 200
+    characters, not the list."""
+    entries = []
+    for option in options:
+        inner = ", ".join(f"{fld.name}={_field_text(option, fld)}"
+                          for fld in option.fields_desc if fld.name != "otype")
+        entry = f"{option.name}({inner})"
+        entries.append(entry if len(entry) <= 200 else entry[:197] + "...")
+    return "[" + "; ".join(entries) + "]"
 
 
 def dissect_packet(packet: Packet, data: bytes) -> Dissection:

@@ -3,7 +3,9 @@
 :func:`lab_state` reads every node's databases through their own ``table()`` methods --
 the SPD, SAD and PAD of an IPsec node (RFC 4301 §4.4), the IKE SAs and child SAs of an
 IKE daemon (RFC 7296), the home agent's binding cache (RFC 6275 §9.1), the mobile
-node's binding update list (§11.1) and addresses, a NAT's mappings (RFC 4787) -- and
+node's binding update list (§11.1) and addresses, the mobility SAs of the
+``auth-option`` mode (RFC 4285 §5.1: the home agent's store, the mobile node's own), a
+NAT's mappings (RFC 4787) -- and
 where each node's interfaces are attached. A :class:`LabState` is immutable and cheap to compare, so a recorder
 (:mod:`mip6lab.timeline`) can keep one per event and share the tables that did not
 change. :func:`state_diff` says which rows one event added, removed or changed.
@@ -28,6 +30,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "addresses": ("Mobile node: addresses", "what"),
     "binding_update_list": ("Binding update list (RFC 6275 §11.1)", "home_address"),
     "binding_cache": ("Binding cache (RFC 6275 §9.1)", "hoa"),
+    "mobility_sas": ("Mobility security associations (RFC 4285 §5.1)", "spi"),
     "ike_sas": ("IKE SAs (RFC 7296)", "spi_i"),
     "child_sas": ("Child SAs negotiated by IKE", "spi_in"),
     "spd": ("SPD (RFC 4301 §4.4.1)", "name"),
@@ -104,6 +107,7 @@ def _nat_mappings(nat) -> list[dict[str, Any]]:
 
 def node_tables(node: Node) -> dict[str, list[dict[str, Any]]]:
     """Every table ``node`` has, by the names of :data:`TABLES` (absent ones left out)."""
+    from .mobility.auth_option import _AuthOption
     from .mobility.home_agent import HomeAgent
     from .mobility.mobile_node import MobileNode
 
@@ -114,6 +118,8 @@ def node_tables(node: Node) -> dict[str, list[dict[str, Any]]]:
         tables["binding_update_list"] = mobility.table()
     elif isinstance(mobility, HomeAgent):
         tables["binding_cache"] = mobility.table()
+    if mobility is not None and isinstance(mobility.coupling, _AuthOption):
+        tables["mobility_sas"] = mobility.coupling.table()
     if node.ike is not None:
         tables.update(node.ike.tables())
     if node.ipsec is not None:

@@ -355,3 +355,28 @@ def test_byte_ranges_ignore_trailing_padding():
     ranges = [(layer.name, layer.start, layer.end) for layer in dissect(frame).layers]
     assert ranges == [("Ethernet", 0, 14), ("IP", 14, 34), ("UDP", 34, 42), ("Raw", 42, 44),
                       ("Padding", 44, 60)]
+
+
+def test_every_mobility_option_is_shown_the_last_one_too():
+    """A BU with the RFC 4283 / RFC 4285 options: each option is one entry with its own
+    fields, so the MN-HA authentication option (always the last, RFC 4285 §5.1) is not
+    cut off behind a long list, and an option's type is its name, not repeated."""
+    from scapy.layers.inet6 import (IPv6, MIP6MH_BU, MIP6OptMNID, MIP6OptMsgAuth,
+                                    MIP6OptReplayProtection)
+    from scapy.layers.l2 import Ether
+
+    authenticator = bytes(range(0xA0, 0xAC))
+    frame = bytes(Ether() / IPv6(src="2001:db8:a1::f", dst="2001:db8:0:1::2")
+                  / MIP6MH_BU(seq=7, flags="HA", options=[
+                      MIP6OptMNID(subtype=1, id=b"mn1@mip6lab.example"),
+                      MIP6OptReplayProtection(timestamp=0xCE176C800A36C308),
+                      MIP6OptMsgAuth(subtype=1, mspi=0x4285, authdata=authenticator)]))
+    mh = dissect(frame).layers[-1]
+    options = dict(mh.fields)["options"]
+    entries = options.strip("[]").split("; ")
+    assert len([e for e in entries if e.startswith("MIPv6 Option")]) == 3, options
+    assert "id=b'mn1@mip6lab.example'" in entries[0]
+    assert entries[-1].startswith("MIPv6 Option - Mobility Message Authentication")
+    assert "mspi=17029" in entries[-1] and repr(authenticator) in entries[-1]
+    assert "otype=" not in options
+    assert "..." not in options

@@ -26,7 +26,13 @@ _HALF = SEQUENCE_MODULUS // 2
 
 
 class BindingAckStatus(IntEnum):
-    """Binding Acknowledgement Status values (RFC 6275 §6.1.8, RFC 5555 §8)."""
+    """Binding Acknowledgement Status values (RFC 6275 §6.1.8, RFC 5555 §8, RFC 4285 §8).
+
+    144 has two meanings in the RFCs: IANA registered it as RFC 4285's
+    MIPV6-ID-MISMATCH, and RFC 5555 §4.5's text reuses it for a refused F flag. Both are
+    kept (the second name an alias of the first value); they never meet here, since
+    DSMIP6 scenarios refuse the ``auth-option`` mode (``mobility/auth_option.py`` names
+    RFC 4285's three codes itself in its trace)."""
 
     ACCEPTED = 0
     ACCEPTED_PREFIX_DISCOVERY_NECESSARY = 1
@@ -44,6 +50,10 @@ class BindingAckStatus(IntEnum):
     REGISTRATION_TYPE_CHANGE_DISALLOWED = 139
     # RFC 5555 §4.5 / §8: the HA does not accept the F flag's forced UDP encapsulation
     FORCED_UDP_ENCAPSULATION_REFUSED = 144
+    # RFC 4285 §6, §5.3, §8: timestamp invalid, replay option required, authentication
+    MIPV6_ID_MISMATCH = 144
+    MIPV6_MESG_ID_REQD = 145
+    MIPV6_AUTH_FAIL = 146
 
     @property
     def accepted(self) -> bool:

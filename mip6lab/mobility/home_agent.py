@@ -47,6 +47,7 @@ from .binding_cache import (BindingCache, BindingCacheEntry, BindingCreated, Bin
                             BindingUpdateRequest, DiscardKeyManagementConnections,
                             HomeAgentConfiguration, MoveKeyManagementEndpoint,
                             SendBindingAcknowledgement)
+from .auth_option import BindingUpdateVerdict, HomeAgentAuthOption
 from .constants import LIFETIME_UNIT_US
 from .coupling import HomeAgentCoupling
 from .tunnel import TunnelEndpoint, encapsulate, inner_destination, inner_packet, inner_source
@@ -59,7 +60,8 @@ ALL_NODES = "ff02::1"
 class HomeAgent:
     """RFC 6275 home agent (with RFC 5555's IPv4 extensions) on ``node``."""
 
-    def __init__(self, node: Node, coupling: HomeAgentCoupling, *, home_interface: str,
+    def __init__(self, node: Node, coupling: HomeAgentCoupling | HomeAgentAuthOption, *,
+                 home_interface: str,
                  home_prefix: str, address4: str | None = None,
                  ipv4_pool: str | None = None, max_lifetime: int = 0xFFFF,
                  nat_refresh: int = 30, accept_forced_udp: bool = True) -> None:
@@ -145,11 +147,21 @@ class HomeAgent:
             self._refuse("correspondent_bu", "BU with H clear: correspondent registration "
                          "(route optimization) is not supported here", raw)
             return
-        if sa is None:
+        verdict = None
+        if isinstance(self.coupling, HomeAgentAuthOption):
+            # RFC 4285: the BU authenticates itself; a silent discard ends here
+            verdict = self.coupling.verify_binding_update(raw)
+            if verdict.error is not None and verdict.status is None:
+                self._refuse("auth_option_discarded", verdict.error.reason, raw)
+                return
+            identity = verdict.identity
+        elif sa is None:
             # RFC 4877 §4: BU/BA "MUST" be protected; nothing to answer with
             self._refuse("unprotected_bu", "Binding Update without IPsec protection "
                          "(RFC 4877 §4.1)", raw)
             return
+        else:
+            identity = sa.identity
         hao = next((o for o in (ip6[IPv6ExtHdrDestOpt].options if IPv6ExtHdrDestOpt in ip6
                                 else []) if isinstance(o, HAO)), None)
         source = IPv6Address(ip6.src)
@@ -157,6 +169,9 @@ class HomeAgent:
         coa = source if hao is not None else None
         if hao is None and udp is None:
             coa = hoa                    # §11.5.5: back home, the BU comes from the HoA
+        if verdict is not None and verdict.error is not None:
+            self._auth_refused(verdict, hoa, mh.seq, source)
+            return
         options = {type(o): o for o in mh.options}
         v4coa = options.get(MIP6OptIPv4CareOfAddress)
         v4hoa = options.get(MIP6OptIPv4HomeAddress)
@@ -165,7 +180,7 @@ class HomeAgent:
                 home_address=hoa, care_of_address=coa, sequence_number=mh.seq,
                 lifetime=mh.mhtime, a="A" in mh.flags, h="H" in mh.flags, l="L" in mh.flags,
                 k="K" in mh.flags, f=bool(mh.F),
-                ipv4_home_address=self._ipv4_home_address(hoa, v4hoa, sa.identity)
+                ipv4_home_address=self._ipv4_home_address(hoa, v4hoa, identity)
                 if v4hoa is not None else None,
                 ipv4_care_of_address=IPv4Address(v4coa.coa) if v4coa is not None else None,
                 outer_ipv4_source=udp[0] if udp else None,
@@ -174,14 +189,36 @@ class HomeAgent:
             self._refuse("malformed", f"unusable Binding Update: {exc}", raw)
             return
         existing = self.cache.get(hoa)
-        result = self.cache.process_bu(request, sa.identity, self.coupling.home_addresses,
-                                       self.node.sim.now_us, duplicate_address=self._duplicate)
-        self._announce(f"BU from {sa.identity} for {hoa} seq {mh.seq}: {result.status.name} "
-                       f"({int(result.status)})", status=int(result.status),
-                       home_address=str(hoa), identity=sa.identity)
-        for event in result.events:
-            self._act(event, request, existing, sa.identity, source, udp, v4hoa)
+        if verdict is not None:
+            self.coupling.answering = verdict     # authorizes the HoA, signs the BA
+        try:
+            result = self.cache.process_bu(request, identity, self.coupling.home_addresses,
+                                           self.node.sim.now_us,
+                                           duplicate_address=self._duplicate)
+            self._announce(f"BU from {identity} for {hoa} seq {mh.seq}: "
+                           f"{result.status.name} ({int(result.status)})",
+                           status=int(result.status), home_address=str(hoa),
+                           identity=identity)
+            for event in result.events:
+                self._act(event, request, existing, identity, source, udp, v4hoa)
+        finally:
+            if verdict is not None:
+                self.coupling.answering = None
         self._arm_expiry()
+
+    def _auth_refused(self, verdict: BindingUpdateVerdict, hoa: IPv6Address, seq: int,
+                      source: IPv6Address) -> None:
+        """RFC 4285 §5.1.1 / §6: a BA with 144, 145 or 146, signed; no binding touched."""
+        status = verdict.status
+        self.stats[f"refused_{int(status)}"] += 1
+        self.node.trace.emit(self.node.name, "mip6", "error",
+                             f"BU for {hoa} refused: {verdict.error.reason}",
+                             status=int(status), error=type(verdict.error).__name__)
+        self.coupling.answering = verdict
+        try:
+            self._send_ba(SendBindingAcknowledgement(hoa, status, seq, 0), None, source, None)
+        finally:
+            self.coupling.answering = None
 
     def _ipv4_home_address(self, hoa: IPv6Address, option, identity: str):
         """RFC 5555 §3.1.1: 0.0.0.0 asks for one; the HA allocates it to this HoA."""
@@ -213,6 +250,8 @@ class HomeAgent:
             if isinstance(event, BindingCreated):
                 self._proxy(entry.home_address, True)
                 self._advertise(entry.home_address)
+            if isinstance(self.coupling, HomeAgentAuthOption):
+                self.coupling.binding_registered(entry)     # the what-if's payload SAs
             self._announce(f"binding {entry.home_address} → {self._where(entry)}"
                            f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
                            home_address=str(entry.home_address), coa=self._where(entry))
@@ -266,6 +305,8 @@ class HomeAgent:
         via = None if udp is not None or source == ack.home_address else str(source)
         ba = build_ba(str(self.address), via, str(ack.home_address), ack.sequence_number,
                       seconds, status=int(ack.status), k=ack.k, options=options)
+        if isinstance(self.coupling, HomeAgentAuthOption):
+            ba = self.coupling.sign_binding_acknowledgement(ba, self.coupling.answering)
         self.stats["ba_sent"] += 1
         if udp is None:
             self.node.route_out(bytes(ba))

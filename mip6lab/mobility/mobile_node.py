@@ -42,6 +42,7 @@ from ..wire.mip6 import (DSMIP6_UDP_PORT, NATD_NO_KEEPALIVE, MIP6OptIPv4AddrAck,
 from .binding_update_list import (BindingUpdateList, Deregistered, RegistrationAccepted,
                                   RegistrationRejected, SendBindingUpdate,
                                   SequenceNumberResynchronized, UseUdpEncapsulation)
+from .auth_option import MobileNodeAuthOption
 from .constants import LIFETIME_UNIT_US
 from .coupling import MobileNodeCoupling
 from .tunnel import TunnelEndpoint, encapsulate, inner_packet
@@ -92,7 +93,8 @@ class Handover:
 class MobileNode:
     """RFC 6275 mobile node (with RFC 5555's IPv4 care-of and home addresses) on a Host."""
 
-    def __init__(self, host: Node, coupling: MobileNodeCoupling, *, interface: str = "eth0",
+    def __init__(self, host: Node, coupling: MobileNodeCoupling | MobileNodeAuthOption, *,
+                 interface: str = "eth0",
                  lifetime: int = 60, request_ipv4_home_address: bool = False) -> None:
         if lifetime <= 0 or lifetime % UNITS:
             raise ValueError(f"lifetime is a positive multiple of {UNITS} s")
@@ -298,6 +300,8 @@ class MobileNode:
         hao_from = None if home or in_udp else str(bu.care_of_address)
         packet = bytes(build_bu(str(bu.home_address), hao_from, str(bu.home_agent),
                                 bu.sequence_number, seconds, **common))
+        if isinstance(self.coupling, MobileNodeAuthOption):
+            packet = self.coupling.sign_binding_update(packet)    # RFC 4285 §5.1
         if not in_udp:
             self.node.route_out(packet)
             return
@@ -398,7 +402,15 @@ class MobileNode:
         if not isinstance(mh, MIP6MH_BA):
             self._announce(f"{type(mh).__name__} from {ip6.src} ignored")
             return
-        if sa is None:     # §11.7.3: "MUST be discarded" unless IPsec-protected
+        if isinstance(self.coupling, MobileNodeAuthOption):
+            try:        # RFC 4285 §5.1.1, §6: authenticated, and answering our BU
+                if not self.coupling.verify_binding_acknowledgement(raw):
+                    return          # 144: the clock adjusted, the retransmission follows
+            except RemoteProtocolError as exc:
+                self.stats["ba_refused"] += 1
+                self.node.drop("mip6", exc.reason, raw)
+                return
+        elif sa is None:     # §11.7.3: "MUST be discarded" unless IPsec-protected
             self.stats["unprotected_ba"] += 1
             self.node.drop("mip6", "Binding Acknowledgement without IPsec protection", raw)
             return

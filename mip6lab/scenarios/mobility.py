@@ -21,6 +21,18 @@ The mobile node ``mn`` gets its home address over IKEv2 from the home agent and 
 numbered UDP exchange going with ``cn`` from that address (ten requests a second); what
 it gets back through the home agent is the data the handovers interrupt.
 
+``security`` chooses how BU and BA are protected: ``ipsec`` (the default: IKEv2 and
+ESP coupled as RFC 4877 says, :mod:`mip6lab.mobility.coupling`) or ``auth-option``
+(RFC 4285's authentication and replay protection options with the MN-NAI of RFC 4283,
+a mobility SA configured at both ends, a configured home address, no IKE:
+:mod:`mip6lab.mobility.auth_option`). Under ``auth-option`` the tunnel carries the
+payload unprotected unless ``protect_payload=1`` is set explicitly, which puts it in
+a manually keyed ESP tunnel SA pair; ``k_bit``, ``hoa_mode``, ``spd_owner``,
+``strict_spd`` and ``mn_psk`` are IKE's and change nothing there. RFC 4285 says
+nothing of DSMIP6 (its Mobility Data has a 128-bit care-of address; RFC 5555 §5 says
+"the binding update message MUST be protected using ESP transport mode"), so the
+DSMIP6 runs refuse ``auth-option``.
+
 Options besides the coupling's own (``k_bit``, ``hoa_mode``, ``spd_owner``,
 ``protect_payload``: :mod:`mip6lab.mobility.coupling`): ``strict_spd=1`` makes both IKE
 daemons treat an SPDADD refused with EEXIST as the failure of the child SA, as a key
@@ -42,6 +54,9 @@ from ..ikev2.daemon import IkeDaemon
 from ..ikev2.pools import AddressPool
 from ..ikev2.ts import TrafficSelector
 from ..ipsec import IPsecStack
+from ..mobility.auth_option import (SECURITY_MODES, HomeAgentAuthOption, ManualPayloadKeys,
+                                    MobileNodeAuthOption, MobilitySecurityAssociation,
+                                    MobilitySecurityAssociationStore)
 from ..mobility.coupling import (BU_REQID, HOA_MODES, PAYLOAD_REQID, SPD_OWNERS,
                                  HomeAgentCoupling, MobileNodeCoupling)
 from ..mobility.home_agent import HomeAgent
@@ -49,7 +64,7 @@ from ..mobility.mobile_node import MobileNode
 from ..net.lab import Lab
 from ..net.node import Node, UdpDatagram
 from ..trace import Event
-from .base import Scenario
+from .base import Scenario, ScenarioError
 
 HOME_PREFIX = "2001:db8:0:1::/64"
 HA6, HA4 = "2001:db8:0:1::2", "192.0.2.2"
@@ -60,6 +75,15 @@ VISITED = {f"visit{i}": f"2001:db8:a{i}::/64" for i in range(1, 5)}
 PSK = "mip6lab-course-psk"
 MN_ID, HA_ID = "mn1@mip6lab.example", "ha.mip6lab.example"
 ECHO_PORT = 7
+#: auth-option: the MN's mobility SA (RFC 4285 §5.1) and configured home address -- the
+#: address IKE's pool hands out first in the ipsec mode, so both modes use the same HoA
+MOBILITY_SPI = 0x4285
+MOBILITY_KEY = b"mip6lab-rfc4285!"
+STATIC_HOA = "2001:db8:0:1::1001"
+#: auth-option with protect_payload=1: the manually keyed payload SA pair (RFC 4877 §6)
+MANUAL_PAYLOAD = ManualPayloadKeys(
+    0x42850001, 0x42850002, bytes(range(0x10, 0x24)), bytes(range(0x60, 0x74)))
+IPV4_LINKS = ("v4net", "natlan")
 IKE_PORTS = (500, 4500)
 
 
@@ -109,11 +133,12 @@ class MobilityScenario(Scenario):
         "k_bit": 1, "hoa_mode": "address", "spd_owner": "mobility", "protect_payload": 1,
         "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
         "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
-        "mn_psk": PSK, "strict_spd": 0,
+        "mn_psk": PSK, "strict_spd": 0, "security": "ipsec",
     }
     positive = ("lifetime", "data_interval", "nat_timeout", "nat_refresh")
     choices = {"k_bit": (0, 1), "hoa_mode": HOA_MODES, "spd_owner": SPD_OWNERS,
-               "protect_payload": (0, 1), "ipv4_home_address": (0, 1), "strict_spd": (0, 1)}
+               "protect_payload": (0, 1), "ipv4_home_address": (0, 1), "strict_spd": (0, 1),
+               "security": SECURITY_MODES}
     #: where the MN is when the scenario starts, and (time, place) moves after that
     start_on = "visit1"
     moves: list[tuple[float, str]] = []
@@ -121,9 +146,34 @@ class MobilityScenario(Scenario):
     #: the scenario's real network on the netns backend (None in process)
     netns = None
 
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        if options.get("security") == "auth-option" and "protect_payload" not in options:
+            # RFC 4285 deployments leave the tunnel unprotected; ESP is the what-if
+            options["protect_payload"] = 0
+        super().__init__(seed, **options)
+
+    def _refuse_dsmip6(self) -> None:
+        """RFC 4285 defines no authentication for DSMIP6 (see the module docstring)."""
+        s = self.settings
+        if s["security"] != "auth-option":
+            return
+        ipv4 = [where for where in (self.start_on, *(w for _t, w in self.moves))
+                if where in IPV4_LINKS]
+        if ipv4 or s["ipv4_home_address"]:
+            what = f"an IPv4 care-of address ({', '.join(ipv4)})" if ipv4 \
+                else "an IPv4 home address (ipv4_home_address=1)"
+            raise ScenarioError(
+                f"{self.name}: security=auth-option cannot run DSMIP6 -- this run needs "
+                f"{what}. RFC 4285 authenticates a BU over 'care-of address | home "
+                "address | MH Data' with 128-bit IPv6 addresses and says nothing of an "
+                "IPv4 care-of address in an option or of a BU in IPv4/UDP, whose outer "
+                "header a NAT rewrites; and RFC 5555 §5 requires the BU to be 'protected "
+                "using ESP transport mode'. Use security=ipsec.")
+
     # -- topology --------------------------------------------------------------------------
 
     def build(self, lab: Lab) -> None:
+        self._refuse_dsmip6()
         if self.backend == "netns":
             # the same topology as namespaces, kernel routers, radvd, a real NAT; the MN
             # and the HA stay nodes of this lab (scenarios/netns_topology.py)
@@ -193,6 +243,9 @@ class MobilityScenario(Scenario):
 
     def _home_agent(self, ha: Node) -> None:
         s = self.settings
+        if s["security"] == "auth-option":
+            self._auth_option_home_agent(ha)
+            return
         IPsecStack(ha)
         config = IkeConfig.make(HA_ID, PSK, mode="transport", mobike=False,
                                 pool6=AddressPool.parse("2001:db8:0:1::1000/116"),
@@ -207,16 +260,38 @@ class MobilityScenario(Scenario):
                                     home_prefix=HOME_PREFIX, address4=HA4,
                                     ipv4_pool="192.0.2.64/26", nat_refresh=s["nat_refresh"])
 
+    def _auth_option_home_agent(self, ha: Node) -> None:
+        """RFC 4285: the HA's mobility SA store; IPsec only for the payload what-if."""
+        s = self.settings
+        if s["protect_payload"]:
+            IPsecStack(ha)
+        store = MobilitySecurityAssociationStore([MobilitySecurityAssociation(
+            MOBILITY_SPI, MOBILITY_KEY, MN_ID, STATIC_HOA)])
+        security = HomeAgentAuthOption(ha, HA6, store, payload=MANUAL_PAYLOAD
+                                       if s["protect_payload"] else None)
+        self.home_agent = HomeAgent(ha, security, home_interface="eth0",
+                                    home_prefix=HOME_PREFIX, address4=HA4,
+                                    nat_refresh=s["nat_refresh"])
+
     def _mobile_node(self, mn: Node) -> None:
         s = self.settings
-        IPsecStack(mn)
-        # the HA keeps the lab's PSK; another ``mn_psk`` makes its AUTH check fail
-        config = IkeConfig.make(MN_ID, s["mn_psk"], HA_ID, mobike=False)
-        daemon = IkeDaemon(mn, config, strict_policies=bool(s["strict_spd"]))
-        coupling = MobileNodeCoupling(mn, daemon, HA6, home_agent4=HA4,
-                                      hoa_mode=s["hoa_mode"], spd_owner=s["spd_owner"],
-                                      k_bit=bool(s["k_bit"]),
-                                      protect_payload=bool(s["protect_payload"]))
+        if s["security"] == "auth-option":
+            if s["protect_payload"]:
+                IPsecStack(mn)
+            coupling = MobileNodeAuthOption(
+                mn, HA6, MobilitySecurityAssociation(MOBILITY_SPI, MOBILITY_KEY, MN_ID,
+                                                     STATIC_HOA),
+                home_prefix=HOME_PREFIX,
+                payload=MANUAL_PAYLOAD if s["protect_payload"] else None)
+        else:
+            IPsecStack(mn)
+            # the HA keeps the lab's PSK; another ``mn_psk`` makes its AUTH check fail
+            config = IkeConfig.make(MN_ID, s["mn_psk"], HA_ID, mobike=False)
+            daemon = IkeDaemon(mn, config, strict_policies=bool(s["strict_spd"]))
+            coupling = MobileNodeCoupling(mn, daemon, HA6, home_agent4=HA4,
+                                          hoa_mode=s["hoa_mode"], spd_owner=s["spd_owner"],
+                                          k_bit=bool(s["k_bit"]),
+                                          protect_payload=bool(s["protect_payload"]))
         self.mobile = MobileNode(mn, coupling, lifetime=s["lifetime"],
                                  request_ipv4_home_address=bool(s["ipv4_home_address"]))
         self.data6 = EchoStream(mn, self.mobile, CN6, interval=s["data_interval"])

@@ -39,8 +39,8 @@ _STYLE = """<style>
 
 #: the tables of a router or host that is not part of the mobility/security story are
 #: left out of the panels (they are in the text alternative with ``every_node=True``)
-_STORY = {"addresses", "binding_update_list", "binding_cache", "ike_sas", "child_sas",
-          "spd", "sad", "pad"}
+_STORY = {"addresses", "binding_update_list", "binding_cache", "mobility_sas", "ike_sas",
+          "child_sas", "spd", "sad", "pad"}
 
 
 def _table_html(rows: tuple[dict[str, Any], ...], marks: dict[str, str],
