@@ -110,6 +110,27 @@ class BindingUpdateRequest:
         return self.lifetime == 0 or self.care_of_address == self.home_address
 
 
+def invalid_care_of_address(address: Union[IPv6, IPv4],
+                            own: Collection[Union[IPv6, IPv4]] = ()) -> Optional[str]:
+    """Why ``address`` cannot be a care-of address, or None.
+
+    RFC 6275 §6.1.7: "The care-of address MUST be a unicast routable address ... Binding
+    Updates for a care-of address that is not a unicast routable address MUST be silently
+    discarded." The same holds for an IPv4 care-of address (RFC 5555 §3.1.2 gives no
+    status of its own for a bad one); and a binding to one of the home agent's own
+    addresses (``own``) would loop the tunnel back into the home agent."""
+    if address in own:
+        return f"{address} is the home agent's own address"
+    if address.is_unspecified or address.is_loopback or address.is_multicast \
+            or address.is_link_local:
+        return f"{address} is not a unicast routable address"
+    if address.version == 4 and address.is_reserved:     # 240/4, 255.255.255.255 included
+        return f"{address} is not a unicast routable address (reserved or broadcast)"
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return f"{address} is an IPv4-mapped address, not an IPv6 care-of address"
+    return None
+
+
 # ---------------------------------------------------------------------------- entries
 
 

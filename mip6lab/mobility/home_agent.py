@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any
 
 from scapy.layers.inet6 import (HAO, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6,
-                                IPv6ExtHdrDestOpt)
+                                IPv6ExtHdrDestOpt, MIP6OptAltCoA)
 from scapy.packet import Packet
 
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -43,6 +43,7 @@ from ..wire.mip6 import (DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, MIP6OptIPv4AddrAck,
                          MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
                          build_ba, check_mobility_message)
 from .binding_cache import (BindingCache, BindingCacheEntry, BindingCreated, BindingDeleted,
+                            invalid_care_of_address,
                             BindingExpired, BindingUpdated, BindingUpdateRefused,
                             BindingUpdateRequest, DiscardKeyManagementConnections,
                             HomeAgentConfiguration, MoveKeyManagementEndpoint,
@@ -166,15 +167,22 @@ class HomeAgent:
                                 else []) if isinstance(o, HAO)), None)
         source = IPv6Address(ip6.src)
         hoa = IPv6Address(hao.hoa) if hao is not None else source
-        coa = source if hao is not None else None
-        if hao is None and udp is None:
-            coa = hoa                    # §11.5.5: back home, the BU comes from the HoA
         if verdict is not None and verdict.error is not None:
             self._auth_refused(verdict, hoa, mh.seq, source)
             return
         options = {type(o): o for o in mh.options}
         v4coa = options.get(MIP6OptIPv4CareOfAddress)
         v4hoa = options.get(MIP6OptIPv4HomeAddress)
+        coa, problem = self._care_of_address(hao, source, udp, options.get(MIP6OptAltCoA),
+                                             esp=verdict is None)
+        if problem is None:
+            problem = invalid_care_of_address(
+                coa if coa is not None else IPv4Address(v4coa.coa) if v4coa is not None
+                else hoa, self._own_addresses())
+        if problem is not None:
+            # RFC 6275 §6.1.7: silently discarded (no BA to an address we cannot trust)
+            self._refuse("invalid_coa", f"BU for {hoa} discarded: {problem}", raw)
+            return
         try:
             request = BindingUpdateRequest(
                 home_address=hoa, care_of_address=coa, sequence_number=mh.seq,
@@ -219,6 +227,38 @@ class HomeAgent:
             self._send_ba(SendBindingAcknowledgement(hoa, status, seq, 0), None, source, None)
         finally:
             self.coupling.answering = None
+
+    @staticmethod
+    def _care_of_address(hao, source: IPv6Address, udp, alternate, *,
+                         esp: bool) -> tuple[IPv6Address | None, str | None]:
+        """The IPv6 care-of address a BU registers, or why it must be discarded.
+
+        From away (a Home Address option), the care-of address is the Alternate Care-of
+        Address option's (RFC 6275 §11.7.1, §6.2.5): ESP in transport mode does not cover
+        the outer source, so only the option is protected, and "Mobile IPv6
+        implementations MUST use the Alternate Care-of Address mobility option"
+        (RFC 4877 §4.1, RFC 3776 §4.1). A protected BU without it, or whose outer source
+        differs from it (rewritten on the path), is discarded. An RFC 4285 BU is
+        authenticated over its source address itself, so the option is checked only when
+        present. Back home (no HAO, not in UDP) the BU comes from the HoA (§11.5.5); from
+        an IPv4 care-of address (in UDP) there is no IPv6 one."""
+        if hao is None:
+            return (None if udp is not None else source), None
+        if alternate is None:
+            if esp:
+                return None, ("a protected BU from away without an Alternate Care-of "
+                              "Address option: its outer source is not protected "
+                              "(RFC 4877 §4.1)")
+            return source, None
+        care_of = IPv6Address(alternate.acoa)
+        if care_of != source:
+            return None, (f"outer source {source} is not the Alternate Care-of Address "
+                          f"{care_of}: rewritten on the path (RFC 4877 §4.1)")
+        return care_of, None
+
+    def _own_addresses(self) -> set:
+        return {address for iface in self.node.interfaces.values()
+                for address in (*iface.ipv6("all"), *iface.ipv4())}
 
     def _ipv4_home_address(self, hoa: IPv6Address, option, identity: str):
         """RFC 5555 §3.1.1: 0.0.0.0 asks for one; the HA allocates it to this HoA."""

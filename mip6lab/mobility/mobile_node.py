@@ -29,7 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, MIP6MH_BA, MIP6OptBRAdvice
+from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, MIP6MH_BA,
+                                MIP6OptAltCoA, MIP6OptBRAdvice)
 from scapy.packet import Packet
 
 from ..errors import RemoteProtocolError
@@ -298,6 +299,11 @@ class MobileNode:
             options.append(MIP6OptIPv4CareOfAddress(coa=str(bu.ipv4_care_of_address)))
         # the HAO carries the HoA from an IPv6 CoA; from the HoA or from IPv4 there is none
         hao_from = None if home or in_udp else str(bu.care_of_address)
+        if hao_from is not None:
+            # ESP in transport mode leaves the outer source unprotected: the CoA goes inside
+            # the BU too (RFC 6275 §11.7.1, §6.2.5; RFC 4877 §4.1 "MUST use the Alternate
+            # Care-of Address mobility option"), first, so RFC 4285's options stay last
+            options.insert(0, MIP6OptAltCoA(acoa=hao_from))
         packet = bytes(build_bu(str(bu.home_address), hao_from, str(bu.home_agent),
                                 bu.sequence_number, seconds, **common))
         if isinstance(self.coupling, MobileNodeAuthOption):

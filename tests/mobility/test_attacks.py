@@ -15,7 +15,7 @@ import dataclasses
 import ipaddress
 
 import pytest
-from scapy.layers.inet6 import IPv6, MIP6MH_BA
+from scapy.layers.inet6 import IPv6, MIP6MH_BA, MIP6OptAltCoA
 
 from mip6lab.ikev2.config import IkeConfig
 from mip6lab.ikev2.daemon import IkeDaemon
@@ -167,7 +167,8 @@ def test_an_sa_of_mn_a_cannot_move_the_binding_of_mn_b():
     a_before = ha.cache.get(a.home_address)
     mn = lab.nodes["mn"]
     forged = build_bu(str(b.home_address), str(a.care_of_address), HA6,
-                      (b_before.sequence_number + 1) % 65536, 60)
+                      (b_before.sequence_number + 1) % 65536, 60,
+                      options=[MIP6OptAltCoA(acoa=str(a.care_of_address))])
     start = len(lab.events)
     assert mn.route_out(protect(bu_sa(mn, "out"), bytes(forged)), protect=False)
     run_a_little(scenario)
@@ -283,7 +284,8 @@ def send_crafted_bu(scenario, option, mutate=None):
     mobile, mn = scenario.mobile, scenario.lab.nodes["mn"]
     hoa = mobile.home_address
     seq = (scenario.home_agent.cache.get(hoa).sequence_number + 1) % 65536
-    packet = bytearray(bytes(build_bu(str(hoa), ATTACK_COA, HA6, seq, 60, options=[option])))
+    packet = bytearray(bytes(build_bu(str(hoa), ATTACK_COA, HA6, seq, 60,
+                                      options=[MIP6OptAltCoA(acoa=ATTACK_COA), option])))
     if mutate is not None:
         mutate(packet, 40 + 8 * (packet[41] + 1))
     mn.route_out(protect(bu_sa(mn, "out"), fix_mh_checksum(packet)), protect=False)

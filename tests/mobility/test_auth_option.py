@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 
 import pytest
-from scapy.layers.inet6 import IPv6, MIP6MH_BA, MIP6MH_BU
+from scapy.layers.inet6 import IPv6, MIP6MH_BA, MIP6MH_BU, MIP6OptAltCoA
 
 from mip6lab.mobility.auth_option import (DEFAULT_CLOSE_ENOUGH_US, LAB_EPOCH_NTP_SECONDS,
                                           MobilitySecurityAssociation,
@@ -161,7 +161,10 @@ def test_bu_and_ba_carry_mnid_replay_and_auth_last(home_registration):
         if mh is None:
             continue
         kinds = [type(o) for o in mh.options if o.otype not in (0, 1)]
-        assert kinds == [MIP6OptMNID, MIP6OptReplayProtectionNTP, MIP6OptMobilityAuth]
+        # a BU from away carries its Alternate Care-of Address first (RFC 4877 §4.1)
+        rfc4285 = [MIP6OptMNID, MIP6OptReplayProtectionNTP, MIP6OptMobilityAuth]
+        assert kinds == ([MIP6OptAltCoA] + rfc4285 if isinstance(mh, MIP6MH_BU)
+                         else rfc4285)
         found = read_authentication(e.packet[14:])
         assert found.nai == MN_ID and found.spi == MOBILITY_SPI
         # the authenticator, recomputed here with hmac from the packet's own fields
