@@ -247,7 +247,10 @@ class MobilityScenario(Scenario):
             self._auth_option_home_agent(ha)
             return
         IPsecStack(ha)
+        # a key per mobile node, not one for any identity (docs/security.md): holding
+        # the course's key proves mn1's identity and no other
         config = IkeConfig.make(HA_ID, PSK, mode="transport", mobike=False,
+                                peer_psks={f"rfc822:{MN_ID}": PSK},
                                 pool6=AddressPool.parse("2001:db8:0:1::1000/116"),
                                 home_prefixes=AddressPool.parse(HOME_PREFIX, 64),
                                 local_ts=[TrafficSelector.from_network("::/0"),

@@ -31,6 +31,7 @@ from mip6lab.wire.mip6 import (MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress,
 
 REGISTERED_AT = 3.0
 MN2_ID = "mn2@mip6lab.example"
+MN2_PSK = "the-key-of-mn2-0123"
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -140,7 +141,9 @@ def add_second_mobile_node(scenario):
     mn2 = lab.add_host("mn2")
     lab.connect(mn2, "visit2")
     IPsecStack(mn2)
-    daemon = IkeDaemon(mn2, IkeConfig.make(MN2_ID, PSK, HA_ID, mobike=False))
+    daemon = IkeDaemon(mn2, IkeConfig.make(MN2_ID, MN2_PSK, HA_ID, mobike=False))
+    # the HA gives each mobile node its own key (docs/security.md)
+    scenario.lab.nodes["ha"].ike.config.peer_psks[f"rfc822:{MN2_ID}"] = MN2_PSK.encode()
     coupling = MobileNodeCoupling(mn2, daemon, HA6, home_agent4=HA4)
     scenario.mobile2 = MobileNode(mn2, coupling, lifetime=60)
 
