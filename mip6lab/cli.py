@@ -11,6 +11,7 @@
     mip6lab compare [SCENARIO ...] [--variants V,V] [--seeds N|S,S] [--set KEY=VALUE ...]
                     [--json | --csv] [--no-cpu] [--code]
     mip6lab code-split [--json] [--files]
+    mip6lab exercises list | release | grade SUBMISSIONS [--csv FILE]   (mip6lab.exercises.cli)
     mip6lab ike initiate --remote ADDR [--local ADDR] --id ID --remote-id ID
                          (--psk-file F | --cert F --key F --ca F [--auth METHOD])
                          [--request ipv6|ipv4|home-prefix ...] [--ike-proposal STR]
@@ -114,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
                      "into DIR; use it as WIRESHARK_CONFIG_DIR or copy it to your profile")
     run.add_argument("--ladder", action="store_true", help="print a sequence diagram")
     _compare_parser(commands)
+    from .exercises.cli import add_parser as _exercises_parser
+    _exercises_parser(commands)
     _ike_parser(commands)
     return parser
 
@@ -527,6 +530,9 @@ def _course(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "exercises":
+        from .exercises.cli import run as _exercises
+        return _exercises(args)
     if args.command == "course":
         return _course(args)
     if args.command == "ike":

@@ -41,6 +41,11 @@ What is selectable, per node:
     entry), whose outer header is the CoA-HA tunnel; without it the payload goes in the
     plain IPv6-in-IPv6 (or DSMIP6 UDP) tunnel of the mobility module.
 
+Two hooks on the mobile node's side let a student's code take the place of the stack's
+own rule (the course's exercises, ``exercises/``), each documented where it is defined:
+:attr:`MobileNodeCoupling.k_decision` (the K bit of each BU, RFC 6275 §11.7.1) and
+:attr:`MobileNodeCoupling.spd_entries` (the MN's SPD entries of RFC 4877 §7.2).
+
 The transport-mode BU/BA SA is an SA of the *home address*: its selectors and endpoints
 do not change when the MN moves, which is why it needs no MIGRATE (only the tunnel-mode
 SAs and IKE do).
@@ -50,7 +55,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..ikev2.config import IkeConfig
@@ -91,6 +96,49 @@ def payload_selectors(home_address, *, at_home_agent: bool) -> Selectors:
     host = f"{home_address}/{128 if home_address.version == 6 else 32}"
     anywhere = "::/0" if home_address.version == 6 else "0.0.0.0/0"
     return Selectors.make(anywhere, host) if at_home_agent else Selectors.make(host, anywhere)
+
+
+@dataclass(frozen=True)
+class KBitQuestion:
+    """What the mobile node knows when it chooses the K bit of a Binding Update: the
+    question :attr:`MobileNodeCoupling.k_decision` answers (RFC 6275 §11.7.1: K is set
+    when "the IKE SA ... can survive the movement"; RFC 4877 §7.4; RFC 5555 §5.1)."""
+
+    #: K=1 configured on this mobile node (``k_bit``)
+    configured: bool
+    #: the state of its IKE SA with the home agent ("ESTABLISHED" ...); None: there is none
+    ike_sa_state: str | None
+    #: the address the IKE SA runs from now (None before the first IKE SA)
+    ike_endpoint: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    #: the care-of address the BU is about to register
+    new_care_of_address: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def default_k_decision(question: KBitQuestion) -> bool:
+    """The stack's own rule: K when configured, with an established IKE SA that can move
+    to the new care-of address -- the same address family (RFC 5555 §5.1: from IPv6 to
+    IPv4 "the IKE SA should be re-negotiated")."""
+    return bool(question.configured and question.ike_sa_state == "ESTABLISHED"
+                and question.ike_endpoint is not None
+                and question.ike_endpoint.version == question.new_care_of_address.version)
+
+
+@dataclass(frozen=True)
+class SpdRequest:
+    """What :attr:`MobileNodeCoupling.spd_entries` is given to write the mobile node's SPD
+    entries of RFC 4877 §7.2, once the home address is known."""
+
+    home_address: ipaddress.IPv6Address
+    home_agent: ipaddress.IPv6Address
+    #: where the IKE SA runs from: the outer source of the payload tunnel (the CoA)
+    care_of_address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    #: the home agent's end of the IKE SA: the outer destination of the payload tunnel
+    tunnel_remote: ipaddress.IPv4Address | ipaddress.IPv6Address
+    #: whether the payload goes in a tunnel-mode SA (RFC 4877 §7.2's optional entry)
+    protect_payload: bool
+    #: the reqids tying each entry to the SAs IKE negotiates for it
+    bu_reqid: int = BU_REQID
+    payload_reqid: int = PAYLOAD_REQID
 
 
 class _Coupling:
@@ -176,6 +224,15 @@ class MobileNodeCoupling(_Coupling):
         self.on_ready: list[Callable[[], None]] = []
         self.ike_exchanges_started = 0
         self._configs: dict[int, IkeConfig] = {}
+        #: hook: a function ``KBitQuestion -> bool`` that chooses the K bit of each BU
+        #: instead of :func:`default_k_decision` (RFC 6275 §11.7.1); an exception or an
+        #: answer that is not a bool is an ``error`` event, and K=0
+        self.k_decision: Callable[[KBitQuestion], bool] | None = None
+        #: hook: a function ``SpdRequest -> list[SecurityPolicy]`` that writes the MN's
+        #: SPD entries (RFC 4877 §7.2) instead of the stack's own, each sent as an SPDADD
+        #: on the seam when the home address is known (``spd_owner`` mobility or both);
+        #: an exception or something that is not a SecurityPolicy is an ``error`` event
+        self.spd_entries: Callable[[SpdRequest], list[SecurityPolicy]] | None = None
 
     # -- bootstrap (RFC 4877 §9, RFC 5026 §5.3) -------------------------------------------
 
@@ -256,6 +313,9 @@ class MobileNodeCoupling(_Coupling):
 
     def _home_address(self, hoa: IPv6, prefix: ipaddress.IPv6Network) -> None:
         self.home_address, self.home_prefix = hoa, prefix
+        if self.spd_entries is not None and self.spd_owner != "ike":
+            self._install_supplied_entries(hoa)
+            return
         # "the mobility module installs them": as soon as the HoA is known
         self._spdadd(bu_selectors(hoa, self.home_agent, at_home_agent=False),
                      IPsecTemplate("transport", reqid=BU_REQID), f"mip6-bu-{hoa}")
@@ -276,6 +336,29 @@ class MobileNodeCoupling(_Coupling):
             return
         self._spdadd(selectors, IPsecTemplate("tunnel", self.ike_endpoint, peer,
                                               PAYLOAD_REQID), f"mip6-payload-{self.home_address}")
+
+    def _hook_failed(self, hook: str, problem: str) -> None:
+        self.node.trace.emit(self.node.name, "coupling", "error", f"{hook} hook: {problem}",
+                             hook=hook)
+
+    def _install_supplied_entries(self, hoa: IPv6) -> None:
+        """The :attr:`spd_entries` hook's entries, each an SPDADD from the mobility module."""
+        request = SpdRequest(hoa, self.home_agent, self.ike_endpoint, self.ike_sa.remote,
+                             self.protect_payload)
+        try:
+            policies = list(self.spd_entries(request))
+        except Exception as exc:        # the hook's bug is a traced error, not ours
+            self._hook_failed("spd_entries", f"raised {type(exc).__name__}: {exc}")
+            return
+        for policy in policies:
+            if not isinstance(policy, SecurityPolicy):
+                self._hook_failed("spd_entries", f"gave {policy!r}, not a SecurityPolicy")
+                continue
+            reply = self.socket.send(KeyMessage("SPDADD", policy=replace(
+                policy, owner="", index=0, hits={"out": 0, "in": 0})))
+            if reply.error == "EEXIST":
+                self.conflicts += 1
+                self.node.announce("coupling", f"SPD conflict: {reply.note}", error="EEXIST")
 
     def _sas_ready(self) -> None:
         if self.ready:
@@ -304,10 +387,23 @@ class MobileNodeCoupling(_Coupling):
 
     def ike_survives(self, new_coa) -> bool:
         """§11.7.1: set K when the IKE SA can follow the CoA -- K=1 configured, an
-        established IKE SA, and the same address family (RFC 5555 §5.1)."""
-        new_coa = ipaddress.ip_address(new_coa)
-        return self.k_bit and self.ike_sa is not None and self.ike_sa.state == "ESTABLISHED" \
-            and self.ike_endpoint is not None and self.ike_endpoint.version == new_coa.version
+        established IKE SA, and the same address family (RFC 5555 §5.1); or what the
+        :attr:`k_decision` hook answers instead."""
+        question = KBitQuestion(bool(self.k_bit), self.ike_sa.state if self.ike_sa else None,
+                                self.ike_endpoint, ipaddress.ip_address(new_coa))
+        if self.k_decision is None:
+            return default_k_decision(question)
+        try:
+            answer = self.k_decision(question)
+        except Exception as exc:        # the hook's bug is a traced error, not ours
+            self._hook_failed("k_decision", f"raised {type(exc).__name__}: {exc}; K=0")
+            return False
+        if not isinstance(answer, bool):
+            self._hook_failed("k_decision", f"answered {answer!r}, not True or False; K=0")
+            return False
+        self.node.announce("coupling", f"k_decision hook: K={int(answer)} for "
+                           f"{question.new_care_of_address}", k=answer)
+        return answer
 
     def after_binding_acknowledgement(self, new_coa, k: bool) -> None:
         """The HA accepted the BU with K set: move the tunnel-mode SAs and the IKE SA from
