@@ -48,6 +48,10 @@ class Executed:
         """Everything the notebook printed, in order."""
         return "\n".join(self.stream(c) for c in self.code)
 
+    def out(self, tag: str) -> str:
+        """What the code cell tagged ``tag`` printed."""
+        return self.stream(self.tagged(tag))
+
     def tagged(self, tag: str):
         """The code cell carrying ``tag`` in its metadata (tags name cells for tests)."""
         cells = [c for c in self.code if tag in c.metadata.get("tags", [])]
@@ -153,3 +157,24 @@ def check_pictures(run: Executed) -> None:
                 assert alt and alt.group(1).strip(), f"{run.name}: an <img> without alt"
             for svg in re.findall(r"<svg\b.*?</svg>", html, flags=re.S):
                 assert "<title>" in svg, f"{run.name}: an SVG without <title>"
+
+
+def check_clean(run: Executed) -> None:
+    """The course's budget, every picture with its text alternative, nothing on stderr."""
+    check_budget(run)
+    check_pictures(run)
+    assert not run.stderr, run.stderr[-2000:]
+
+
+def check_widgets(run: Executed, count: int, tag: str = "dashboard") -> None:
+    """The cell tagged ``tag`` shows a widget (the dashboard), and the notebook shows
+    ``count`` widgets in all (the dashboard, its predictions and its quizzes)."""
+    outputs = run.tagged(tag).outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert len(run.widgets()) == count
+
+
+def row(text: str, label: str) -> list[str]:
+    """The values after ``label`` on the first line of ``text`` that starts with it."""
+    line = next(line for line in text.splitlines() if line.startswith(label))
+    return line[len(label):].split()

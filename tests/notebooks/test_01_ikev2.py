@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from .conftest import check_budget, check_pictures
+from .conftest import check_clean, check_widgets
 
 HOA = "2001:db8:0:1::1001"
 COA = "2001:db8:a1::5eff:fe00:f"
@@ -45,25 +45,17 @@ def run(executed):
     return executed("01-ikev2.ipynb", PROBES)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
 def test_budget(run):
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
 
 
 def test_shows_the_dashboard_and_the_teaching_widgets(run):
-    outputs = run.tagged("dashboard").outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     # the dashboard, 3 predictions and 5 quizzes
-    assert len(run.widgets()) == 1 + 3 + 5
+    check_widgets(run, 1 + 3 + 5)
 
 
 def test_ike_sa_init_request_offers_one_aead_proposal(run):
-    text = _out(run, "init-request")
+    text = run.out("init-request")
     assert "IKE_SA_INIT request #0 (from the initiator)" in text
     assert "the MN offers 1 proposal(s):" in text
     assert f"proposal #1 ({CHOSEN}):" in text
@@ -77,8 +69,8 @@ def test_ike_sa_init_request_offers_one_aead_proposal(run):
 
 
 def test_ike_sa_init_response_chooses_the_proposal(run):
-    request = _out(run, "init-request")
-    text = _out(run, "init-response")
+    request = run.out("init-request")
+    text = run.out("init-response")
     assert (f"the HA chose proposal #1: {CHOSEN} "
             "(IKE:AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519)") in text
     spi_i = re.search(r"SPIi ([0-9a-f]{16})", request).group(1)
@@ -89,7 +81,7 @@ def test_ike_sa_init_response_chooses_the_proposal(run):
 
 
 def test_diffie_hellman_secret_is_shared_and_never_on_the_wire(run):
-    text = _out(run, "dh")
+    text = run.out("dh")
     assert "the response reaches the MN" in text
     mn = re.search(r"g\^ir on the MN: (\S+)", text).group(1)
     ha = re.search(r"g\^ir on the HA: (\S+)", text).group(1)
@@ -104,7 +96,7 @@ def test_diffie_hellman_secret_is_shared_and_never_on_the_wire(run):
 
 
 def test_skeyseed_and_every_sk_key_recomputed_equal_the_stacks(run):
-    text = _out(run, "keys")
+    text = run.out("keys")
     assert "prf = HMAC-SHA256" in text
     assert ("prf+ produced 168 bytes = 32 (SK_d) + 0 (SK_ai) + 0 (SK_ar) + 36 (SK_ei) + "
             "36 (SK_er) + 32 (SK_pi) + 32 (SK_pr)") in text
@@ -134,22 +126,22 @@ def test_the_figure_says_its_numbers(run):
 
 
 def test_the_sk_payloads_opened_with_the_recomputed_keys(run):
-    request = _out(run, "auth-request")
+    request = run.out("auth-request")
     assert "IKE_AUTH request #1 (from the initiator; SK payload decrypted)" in request
     assert "CP(CFG_REQUEST): INTERNAL_IP6_ADDRESS (empty: a request)" in request
-    text = _out(run, "sk-open")
+    text = run.out("sk-open")
     assert "first payload type 46 (SK)" in text
     ours = re.search(r"opened with your SK_ei: \d+ bytes of payloads: (.+)$", text, flags=re.M)
     stack = re.search(r"the stack decoded:\s+(.+)$", text, flags=re.M)
     assert ours.group(1) == stack.group(1) == "IDi AUTH CP SA TSi TSr N"
     assert "IDi in your plaintext: mn1@mip6lab.example" in text
-    responder = _out(run, "auth-responder")
+    responder = run.out("auth-responder")
     assert "opened with your SK_er: IDr AUTH CP SA TSi TSr N" in responder
     assert f"CP(CFG_REPLY): INTERNAL_IP6_ADDRESS {HOA}/64" in responder
 
 
 def test_auth_recomputed_for_both_sides(run):
-    text = _out(run, "auth-initiator")
+    text = run.out("auth-initiator")
     assert "AUTH method 2 (2: shared key message integrity code)" in text
     assert ("the PSK the MN is configured with: b'mip6lab-course-psk' | "
             "the HA: b'mip6lab-course-psk'") in text
@@ -157,11 +149,11 @@ def test_auth_recomputed_for_both_sides(run):
     mine = re.search(r"recomputed:\s+(\S+)", text).group(1)
     assert sent == mine
     assert "the MN's AUTH recomputed = its AUTH payload: True" in text
-    assert "the HA's AUTH recomputed = its AUTH payload: True" in _out(run, "auth-responder")
+    assert "the HA's AUTH recomputed = its AUTH payload: True" in run.out("auth-responder")
 
 
 def test_what_ike_gives_the_mobility_module(run):
-    text = _out(run, "given")
+    text = run.out("given")
     assert f"mn: iked → mip6d: INTERNAL_IP6_ADDRESS {HOA}/64" in text
     assert (f"ha: iked → mip6d: INTERNAL_IP6_ADDRESS {HOA} given to "
             "rfc822:mn1@mip6lab.example") in text
@@ -172,7 +164,7 @@ def test_what_ike_gives_the_mobility_module(run):
 
 
 def test_nat_detection_hashes_match_without_a_nat(run):
-    text = _out(run, "natd")
+    text = run.out("natd")
     assert "IKE_SA_INIT request, as ha received it (SPIr 0000000000000000):" in text
     assert re.search(r"IKE_SA_INIT response, as mn received it \(SPIr (?!0{16})[0-9a-f]{16}\)",
                      text)
@@ -186,16 +178,16 @@ def test_nat_detection_hashes_match_without_a_nat(run):
 
 
 def test_a_wrong_psk(run):
-    text = _out(run, "wrong-psk")
+    text = run.out("wrong-psk")
     assert "rebuilt home-registration with seed 0, mn_psk=not-the-course-psk" in text
     refusal = text[text.index("IKE_AUTH response #1"):]
     assert refusal.split("\n")[1:3] == ["  N(AUTHENTICATION_FAILED)", ""]
-    auth = _out(run, "wrong-psk-auth")
+    auth = run.out("wrong-psk-auth")
     assert "PSK of the MN: b'not-the-course-psk' | of the HA: b'mip6lab-course-psk'" in auth
     assert "g^ir and SK_pi the same on both sides: True" in auth
     assert "the MN's AUTH = computed with the MN's PSK: True" in auth
     assert "the MN's AUTH = what the HA computes with its PSK: False" in auth
-    outcome = _out(run, "wrong-psk-outcome")
+    outcome = run.out("wrong-psk-outcome")
     assert "the HA's IKE_AUTH response holds only: N(AUTHENTICATION_FAILED)" in outcome
     assert re.search(r"ha: \[[0-9a-f]+\] IKE SA failed: AUTH \(shared key MIC\) does not verify",
                      outcome)
@@ -209,7 +201,7 @@ def test_a_wrong_psk(run):
 
 
 def test_the_summary(run):
-    text = _out(run, "summary")
+    text = run.out("summary")
     assert (f"the MN offered 1 proposal(s); the HA chose #1 {CHOSEN}; KE group 31, "
             "public values of 32 bytes each way") in text
     assert "g^ir the same on both sides: True; in any frame: False" in text

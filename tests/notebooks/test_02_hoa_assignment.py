@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from .conftest import check_budget, check_pictures
+from .conftest import check_clean, check_widgets
 
 HOA_ADDRESS = "2001:db8:0:1::1001"            # from the HA's pool (address mode)
 HOA_PREFIX = "2001:db8:0:1:0:5eff:fe00:f"     # prefix + modified EUI-64 of 02:00:5e:00:00:0f
@@ -41,32 +41,24 @@ def run(executed):
     return executed("02-hoa-assignment.ipynb", PROBES)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
 def test_budget(run):
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
 
 
 def test_shows_the_dashboard_and_the_teaching_widgets(run):
-    outputs = run.tagged("dashboard").outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     # the dashboard, 4 predictions and 4 quizzes
-    assert len(run.widgets()) == 1 + 4 + 4
+    check_widgets(run, 1 + 4 + 4)
 
 
 def test_ike_is_started_by_the_mobility_module_not_by_an_acquire(run):
-    text = _out(run, "initiate")
+    text = run.out("initiate")
     start = int(re.search(r"event #(\d+)", text).group(1))
     assert (f"mip6d → iked: INITIATE IKE SA {COA} → 2001:db8:0:1::2, "
             "CFG_REQUEST INTERNAL_IP6_ADDRESS") in text
     assert "the MN's home address now: -" in text
     spd = [line for line in text.splitlines() if line.startswith("    ike-") or "->" in line]
     assert len(spd) == 2 and all(line.endswith("-> BYPASS") for line in spd), spd
-    acquire = _out(run, "acquire")
+    acquire = run.out("acquire")
     assert "ACQUIREs among them: 0" in acquire
     assert "You made no prediction. The lab: 0. The mobility module starts IKE itself" in acquire
     asked = re.findall(r"# \d+ (\S+)", acquire)
@@ -75,13 +67,13 @@ def test_ike_is_started_by_the_mobility_module_not_by_an_acquire(run):
 
 
 def test_address_mode_cp_and_ts(run):
-    text = _out(run, "address-ike-auth")
+    text = run.out("address-ike-auth")
     names = re.findall(r"^(\S+ (?:request|response) #\d+)", text, flags=re.M)
     assert names == ["IKE_SA_INIT request #0", "IKE_SA_INIT response #0",
                      "IKE_AUTH request #1", "IKE_AUTH response #1"]
     assert "CP(CFG_REQUEST): INTERNAL_IP6_ADDRESS (empty: a request)" in text
     assert f"CP(CFG_REPLY): INTERNAL_IP6_ADDRESS {HOA_ADDRESS}/64" in text
-    carrier = _out(run, "carrier")
+    carrier = run.out("carrier")
     assert carrier.startswith("You made no prediction. The lab: IKE_AUTH response. "
                               f"Its CFG_REPLY holds INTERNAL_IP6_ADDRESS {HOA_ADDRESS}/64")
     # RFC 7296 §2.9: the HA narrows the MN's "any address" TSi to the HoA it assigns
@@ -90,7 +82,7 @@ def test_address_mode_cp_and_ts(run):
 
 
 def test_the_ha_pool_pad_and_spd_in_address_mode(run):
-    text = _out(run, "ha-pad")
+    text = run.out("ha-pad")
     assert "HA pool for INTERNAL_IP6_ADDRESS: 2001:db8:0:1::1000/116" in text
     assert f"leases of the pool: {{'rfc822:mn1@mip6lab.example': '{HOA_ADDRESS}'}}" in text
     assert (f"PAD: {HOA_ADDRESS} bound to rfc822:mn1@mip6lab.example "
@@ -99,28 +91,28 @@ def test_the_ha_pool_pad_and_spd_in_address_mode(run):
     assert f"mip6d → kernel: SPDADD mip6-bu-{HOA_ADDRESS}" in text
     # the binding is bound at IKE_AUTH time: the same instant as the IKE_AUTH response
     auth = re.search(r"event #\d+, t = ([\d.]+) ms, sent by ha:\nIKE_AUTH response",
-                     _out(run, "address-ike-auth")).group(1)
+                     run.out("address-ike-auth")).group(1)
     assert re.search(rf"event #\d+, t = {re.escape(auth)} ms: PAD:", text)
-    cost = _out(run, "address-cost")
+    cost = run.out("address-cost")
     assert "mip6d → iked: PAD LOOKUP rfc822:mn1@mip6lab.example" in cost
     assert f"iked → mip6d: PAD rfc822:mn1@mip6lab.example → {HOA_ADDRESS}" in cost
     assert f"for {HOA_ADDRESS} seq 0: ACCEPTED (0)" in cost
 
 
 def test_prefix_mode_ike_auth_carries_a_prefix_and_no_child_sa(run):
-    text = _out(run, "prefix-ike-auth")
+    text = run.out("prefix-ike-auth")
     assert "rebuilt home-registration with seed 0, hoa_mode=prefix" in text
     assert "CP(CFG_REQUEST): MIP6_HOME_PREFIX (empty: a request)" in text
     assert re.search(r"CP\(CFG_REPLY\): MIP6_HOME_PREFIX 2001:db8:0:1::/64 lifetime \d+ s", text)
     auth = text[text.index("IKE_AUTH request"):]
     assert "TSi" not in auth and "SA:" not in auth     # the prose: no SA, TSi or TSr
-    pad = _out(run, "prefix-pad")
+    pad = run.out("prefix-pad")
     assert "HA PAD after IKE_AUTH: no entry binds a home address" in pad
     assert "HA SPD entries for a BU: none" in pad
 
 
 def test_the_mn_forms_its_hoa_and_the_ha_learns_it_from_tsi(run):
-    formed = _out(run, "formed")
+    formed = run.out("formed")
     # draft §6.5: the MN's iked relays the prefix to the mobility module across the seam
     assert re.search(r"event #\d+ on the MN: iked → mip6d: MIP6_HOME_PREFIX .*2001:db8:0:1::/64",
                      formed)
@@ -128,10 +120,10 @@ def test_the_mn_forms_its_hoa_and_the_ha_learns_it_from_tsi(run):
     assert "its interface identifier: 0000:5eff:fe00:000f" in formed
     assert f"home address {HOA_PREFIX} autoconfigured from MIP6_HOME_PREFIX" in formed
     assert "the recipe gives the same address: True" in formed
-    child = _out(run, "prefix-child")
+    child = run.out("prefix-child")
     assert "CREATE_CHILD_SA request #2 (from the initiator; SK payload decrypted)" in child
     assert f"TSi: {HOA_PREFIX}/128 proto 135 MH type 5" in child
-    learned = _out(run, "learned")
+    learned = run.out("learned")
     assert (f"PAD: {HOA_PREFIX} bound to rfc822:mn1@mip6lab.example "
             "(TSi of a child SA within its home prefix)") in learned
     assert ("the IKE message the HA had just received: CREATE_CHILD_SA request #2 "
@@ -140,7 +132,7 @@ def test_the_mn_forms_its_hoa_and_the_ha_learns_it_from_tsi(run):
 
 
 def test_the_cost_table_and_the_round_trip(run):
-    text = _out(run, "cost")
+    text = run.out("cost")
 
     def row(label: str) -> list[str]:
         line = next(l for l in text.splitlines() if l.startswith(label))
@@ -153,7 +145,7 @@ def test_the_cost_table_and_the_round_trip(run):
     assert row("time from care-of address to BA (ms)") == ["60.0", "72.0", "+12.0"]
     assert "You made no prediction. The lab: 8. 1 more CREATE_CHILD_SA exchange" in text
     # "one round trip": the extra exchange takes exactly the extra time to the BA
-    trip = re.search(r": ([\d.]+) ms, one round trip", _out(run, "round-trip")).group(1)
+    trip = re.search(r": ([\d.]+) ms, one round trip", run.out("round-trip")).group(1)
     assert trip == row("time from care-of address to BA (ms)")[2].lstrip("+")
 
 
@@ -165,7 +157,7 @@ def test_the_figure_says_its_numbers(run):
 
 
 def test_the_seam_count_is_the_same_for_different_messages(run):
-    text = _out(run, "seam")
+    text = run.out("seam")
     assert "crossings from INITIATE to the BA: address mode 43 | prefix mode 43" in text
     assert ("only in prefix mode: {'mn: iked MIP6_HOME_PREFIX': 1, "
             "'mn: mip6d CREATE_CHILD_SA': 1}") in text
@@ -175,7 +167,7 @@ def test_the_seam_count_is_the_same_for_different_messages(run):
 
 
 def test_the_summary(run):
-    text = _out(run, "summary")
+    text = run.out("summary")
     assert "no ACQUIRE before the first BU: 0" in text
     assert f"the HoA {HOA_ADDRESS} came in the IKE_AUTH response" in text
     assert f"the MN formed {HOA_PREFIX}" in text

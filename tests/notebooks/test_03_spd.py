@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from .conftest import check_budget, check_pictures
+from .conftest import check_clean, check_widgets, row
 
 HOA = "2001:db8:0:1::1001"
 HA = "2001:db8:0:1::2"
@@ -43,30 +43,17 @@ def run(executed):
     return executed("03-spd.ipynb", PROBES)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
-def _row(text: str, label: str) -> list[str]:
-    line = next(l for l in text.splitlines() if l.startswith(label))
-    return line[len(label):].split()
-
-
 def test_budget(run):
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
 
 
 def test_shows_the_dashboard_and_the_teaching_widgets(run):
-    outputs = run.tagged("dashboard").outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     # the dashboard, 4 predictions and 3 quizzes
-    assert len(run.widgets()) == 1 + 4 + 3
+    check_widgets(run, 1 + 4 + 3)
 
 
 def test_the_spd_built_up_event_by_event(run):
-    text = _out(run, "build-up")
+    text = run.out("build-up")
     writes = re.findall(r"^#\d+\s+t =\s+([\d.]+) ms\s+(mn|ha)\s+(\S+)\s+→ kernel: SPDADD (\S+)\s+(\S+)",
                         text, flags=re.M)
     assert [(node, writer, name, answer) for _t, node, writer, name, answer in writes] == [
@@ -86,13 +73,13 @@ def test_the_spd_built_up_event_by_event(run):
                        f"iked → mip6d: CHILD_SA tunnel for {HOA} with rfc822:mn1@mip6lab.example"]
     assert ("SPDADDs by node and writer: {'ha iked': 2, 'ha mip6d': 2, 'mn iked': 2, "
             "'mn mip6d': 2}") in text
-    default = _out(run, "default-action")
+    default = run.out("default-action")
     assert "mn: the SPD's default action (a packet that matches no row): BYPASS" in default
     assert "ha: the SPD's default action (a packet that matches no row): BYPASS" in default
 
 
 def test_the_rows_and_owners_on_both_nodes_at_the_ba(run):
-    text = _out(run, "at-ba")
+    text = run.out("at-ba")
     mn, ha = text.split("HA SPD at the BA")
     rows = lambda part: re.findall(r"^\s+(\d)\. (\S+)\s+written by (\S+)\s+(.*) -> (.*)$", part,
                                    flags=re.M)
@@ -114,15 +101,15 @@ def test_the_rows_and_owners_on_both_nodes_at_the_ba(run):
 
 
 def test_the_rfc_4877_comparison(run):
-    text = _out(run, "rfc-compare")
-    assert _row(text, "§7.2.1 BU/BA") == ["transport", BU_ROW, "(transport)", BU_ROW, "(transport)"]
-    assert _row(text, "§7.2.2 HoTI/HoT") == ["tunnel", "not", "installed", "not", "installed"]
-    assert _row(text, "§7.2.3 MPS/MPA") == ["transport", "not", "installed", "not", "installed"]
-    assert _row(text, "§7.2.4 payload") == ["tunnel", PAYLOAD_ROW, "(tunnel)", PAYLOAD_ROW, "(tunnel)"]
+    text = run.out("rfc-compare")
+    assert row(text, "§7.2.1 BU/BA") == ["transport", BU_ROW, "(transport)", BU_ROW, "(transport)"]
+    assert row(text, "§7.2.2 HoTI/HoT") == ["tunnel", "not", "installed", "not", "installed"]
+    assert row(text, "§7.2.3 MPS/MPA") == ["transport", "not", "installed", "not", "installed"]
+    assert row(text, "§7.2.4 payload") == ["tunnel", PAYLOAD_ROW, "(tunnel)", PAYLOAD_ROW, "(tunnel)"]
 
 
 def test_the_bu_matches_the_first_row_that_fits(run):
-    text = _out(run, "bu-match")
+    text = run.out("bu-match")
     # RFC 4877 §4.2: the HAO makes the HoA the packet's source for the policy check
     assert f"on the wire from {COA} to {HA}" in text
     assert f"what the SPD sees: source {HOA} (the Home Address option), protocol 135 (MH), " \
@@ -134,28 +121,28 @@ def test_the_bu_matches_the_first_row_that_fits(run):
     assert re.search(rf"event #\d+: protected with SA 0x[0-9a-f]{{8}} \(transport, \S+\) by {re.escape(BU_ROW)}",
                      text)
     assert f"You made no prediction. The lab: {BU_ROW}. Two rows fit the BU" in text
-    reorder = _out(run, "reorder")
+    reorder = run.out("reorder")
     assert f"order tried: ['{PAYLOAD_ROW}', 'ike-bypass-500', 'ike-bypass-4500', '{BU_ROW}']" in reorder
     assert f"the BU would match: {PAYLOAD_ROW}: local={HOA}/128 remote=::/0 -> PROTECT (ESP tunnel" \
         in reorder
 
 
 def test_the_side_by_side_table(run):
-    text = _out(run, "side-by-side")
+    text = run.out("side-by-side")
     assert text.splitlines()[0].split() == ["mobility", "ike", "both"]
-    assert _row(text, "MN BU/BA entry written by") == ["mip6d", "iked", "mip6d"]
-    assert _row(text, "MN payload entry written by") == ["mip6d", "iked", "mip6d"]
-    assert _row(text, "HA BU/BA entry written by") == ["mip6d", "iked", "mip6d"]
+    assert row(text, "MN BU/BA entry written by") == ["mip6d", "iked", "mip6d"]
+    assert row(text, "MN payload entry written by") == ["mip6d", "iked", "mip6d"]
+    assert row(text, "HA BU/BA entry written by") == ["mip6d", "iked", "mip6d"]
     # both: on the HA the IKE daemon is first for the payload row
-    assert _row(text, "HA payload entry written by") == ["mip6d", "iked", "iked"]
-    assert _row(text, "SPDADDs of mip6d") == ["4", "0", "3"]
-    assert _row(text, "SPDADDs of iked (PROTECT rows)") == ["0", "4", "4"]
-    assert _row(text, "SPDADDs refused with EEXIST") == ["0", "0", "3"]
-    assert _row(text, "seam crossings, CoA to BA or end (MN, HA)") == ["43", "43", "49"]
-    assert _row(text, "BA status") == ["0", "0", "0"]
+    assert row(text, "HA payload entry written by") == ["mip6d", "iked", "iked"]
+    assert row(text, "SPDADDs of mip6d") == ["4", "0", "3"]
+    assert row(text, "SPDADDs of iked (PROTECT rows)") == ["0", "4", "4"]
+    assert row(text, "SPDADDs refused with EEXIST") == ["0", "0", "3"]
+    assert row(text, "seam crossings, CoA to BA or end (MN, HA)") == ["43", "43", "49"]
+    assert row(text, "BA status") == ["0", "0", "0"]
     assert ("You made no prediction. The lab: the BA comes: each second SPDADD is refused, and its "
             "writer goes on. 3 SPDADDs were refused with EEXIST") in text
-    seam = _out(run, "seam-diff")
+    seam = run.out("seam-diff")
     assert ("crossings in 'both' that 'mobility' does not have: {'ha: iked SPDADD': 2, "
             "'ha: kernel SPDADD EEXIST': 1, 'mn: iked SPDADD': 2, 'mn: kernel SPDADD EEXIST': 2}") in seam
     assert "crossings in 'mobility' that 'both' does not have: {'ha: mip6d SPDADD': 1}" in seam
@@ -163,7 +150,7 @@ def test_the_side_by_side_table(run):
 
 
 def test_both_owners_survive_with_three_eexist_per_ike_sa(run):
-    text = _out(run, "handover-both")
+    text = run.out("handover-both")
     mobility = re.search(r"spd_owner=mobility: IKE SAs of the MN (\d+), EEXIST (\d+), "
                          r"BA status per registration (\[.*?\]), data lost per registration (\[.*?\])",
                          text)
@@ -173,7 +160,7 @@ def test_both_owners_survive_with_three_eexist_per_ike_sa(run):
     assert both.group(1, 2, 3) == ("4", "12", "[0, 0, 0, 0]")
     assert both.group(4) == mobility.group(4)          # the registrations do not notice
     assert "EEXIST per IKE SA with spd_owner=both: 12 / 4 = 3" in text
-    shared = _out(run, "shared-reqid")
+    shared = run.out("shared-reqid")
     assert re.search(rf"MN row {re.escape(BU_ROW)} \(written by mip6d\), reqid=1: the kernel finds "
                      r"SAs 0x[0-9a-f]{8} in, 0x[0-9a-f]{8} out", shared)
     assert re.search(rf"MN row {re.escape(PAYLOAD_ROW)} \(written by mip6d\), reqid=2: the kernel "
@@ -182,7 +169,7 @@ def test_both_owners_survive_with_three_eexist_per_ike_sa(run):
 
 
 def test_a_strict_ike_daemon_with_both_owners_fails_the_registration(run):
-    text = _out(run, "strict")
+    text = run.out("strict")
     failed = re.findall(r"^#\d+\s+t =\s+[\d.]+ ms\s+(mn|ha)\s+(.*)$", text, flags=re.M)
     kinds = [(node, "EEXIST" if "error=EEXIST" in s else "FAILED-ike" if "child SA in" in s
               else "FAILED-seam" if s.startswith("iked → mip6d: CHILD_SA FAILED transport")
@@ -200,10 +187,10 @@ def test_a_strict_ike_daemon_with_both_owners_fails_the_registration(run):
     # the mobility module's rows stay, pointing at no SA
     assert f"3. {BU_ROW}" in text and f"4. {PAYLOAD_ROW}" in text
     table = text[text.index("mobility   "):]
-    assert _row(table, "HA payload entry written by") == ["mip6d", "iked", "iked", "-"]
-    assert _row(table, "SPDADDs refused with EEXIST") == ["0", "0", "3", "2"]
-    assert _row(table, "seam crossings, CoA to BA or end (MN, HA)") == ["43", "43", "49", "36"]
-    assert _row(table, "BA status") == ["0", "0", "0", "None"]
+    assert row(table, "HA payload entry written by") == ["mip6d", "iked", "iked", "-"]
+    assert row(table, "SPDADDs refused with EEXIST") == ["0", "0", "3", "2"]
+    assert row(table, "seam crossings, CoA to BA or end (MN, HA)") == ["43", "43", "49", "36"]
+    assert row(table, "BA status") == ["0", "0", "0", "None"]
     assert "You made no prediction. The lab: the MN never sends a BU: no binding, no data." in text
 
 
@@ -218,7 +205,7 @@ def test_the_figure_says_its_numbers(run):
 
 
 def test_the_summary(run):
-    text = _out(run, "summary")
+    text = run.out("summary")
     assert f"MN SPD ike-bypass-500 (iked), ike-bypass-4500 (iked), {BU_ROW} (mip6d), {PAYLOAD_ROW} (mip6d)" \
         in text
     assert "its default action is BYPASS" in text

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from .conftest import check_budget, check_pictures
+from .conftest import check_clean, row
 
 COA1, COA2 = "2001:db8:a1::5eff:fe00:f", "2001:db8:a2::5eff:fe00:f"
 HOA, HA = "2001:db8:0:1::1001", "2001:db8:0:1::2"
@@ -38,19 +38,8 @@ def run(executed):
     return executed("04-k-bit.ipynb", PROBES)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
-def _row(text: str, label: str) -> list[str]:
-    line = next(line for line in text.splitlines() if line.startswith(label))
-    return line[len(label):].split()
-
-
 def test_budget(run):
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
 
 
 def test_the_first_dashboard_is_the_handover_with_k1_and_the_widgets(run):
@@ -64,7 +53,7 @@ def test_the_first_dashboard_is_the_handover_with_k1_and_the_widgets(run):
 
 
 def test_before_the_move_ipsec_still_names_the_old_coa(run):
-    text = _out(run, "move")
+    text = run.out("move")
     assert "t = 5.000 s: the MN is on visit2" in text
     assert f"the MN's IKE SA now: {COA1}:500 ↔ {HA}:500 ESTABLISHED" in text
     assert f"(transport): {HOA} → {HA}" in text
@@ -72,19 +61,19 @@ def test_before_the_move_ipsec_still_names_the_old_coa(run):
 
 
 def test_the_k_flag_in_the_decrypted_bu_and_ba(run):
-    bu = _out(run, "bu-k1")
+    bu = run.out("bu-k1")
     assert "decrypted with SA 0x" in bu and "transport mode" in bu
     assert "Binding Update (DSMIPv6) seq 1, lifetime 60 s, flags KHA" in bu
     assert "the flags byte: 0xd0 = 11010000 (A H L K M R P F)" in bu
     assert "K = 1" in bu
-    assert "the BA, decrypted: status 0, flags K, seq 1; K = 1" in _out(run, "ba-k1")
-    flags = _out(run, "flags")
+    assert "the BA, decrypted: status 0, flags K, seq 1; K = 1" in run.out("ba-k1")
+    flags = run.out("flags")
     assert "K=0: BU flags HA (flags byte 0xc0), K = 0; BA K = 0" in flags
     assert "K=1: BU flags KHA (flags byte 0xd0), K = 1; BA K = 1" in flags
 
 
 def test_k1_the_ha_and_the_mn_migrate_and_ike_follows(run):
-    ha = _out(run, "ba-k1")
+    ha = run.out("ba-k1")
     # the PAD check, the binding, then MIGRATE to the kernel, its broadcast, IKE follows
     steps = ["PAD LOOKUP", "binding " + HOA, "mip6d → kernel: MIGRATE",
              "kernel → mip6d, iked: MIGRATE", "K bit: IKE SA follows"]
@@ -92,7 +81,7 @@ def test_k1_the_ha_and_the_mn_migrate_and_ike_follows(run):
     migrate = next(line for line in ha.splitlines() if "mip6d → kernel: MIGRATE" in line)
     assert f"{HA}->{COA1} becomes {HA}->{COA2} K=1" in migrate
     assert f"K bit: IKE SA follows {HA} <-> {COA1} to {HA} <-> {COA2}" in ha
-    mn = _out(run, "migrate-k1")
+    mn = run.out("migrate-k1")
     assert "BA seq 1 status 0 K" in mn
     assert f"K bit: IKE SA follows {COA1} <-> {HA} to {COA2} <-> {HA}" in mn
     assert f"the MN's IKE SA now: {COA2}:500 ↔ {HA}:500 | exchanges so far: 3" in mn
@@ -101,7 +90,7 @@ def test_k1_the_ha_and_the_mn_migrate_and_ike_follows(run):
 
 
 def test_k1_ladder_no_ike_and_migrate_on_both_sides(run):
-    text = _out(run, "ladder-k1")
+    text = run.out("ladder-k1")
     assert "IKE messages: 0; seam crossings: 6 (the scenario's report: 0 and 6)" in text
     assert "ha ◆ mip6d→kernel MIGRATE K=1" in text and "mn ◆ mip6d→kernel MIGRATE K=1" in text
     assert "mn BU K=1 → ha" in text and "ha BA K=1 → mn" in text
@@ -110,7 +99,7 @@ def test_k1_ladder_no_ike_and_migrate_on_both_sides(run):
 
 
 def test_k0_runs_ike_again_before_the_bu(run):
-    text = _out(run, "ladder-k0")
+    text = run.out("ladder-k0")
     assert "rebuilt handover with seed 0, k_bit=0" in text
     ladder = text.split("\n#")[0]
     sent = re.findall(r"(IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA) (request|response) #(\d)", ladder)
@@ -128,26 +117,26 @@ def test_k0_runs_ike_again_before_the_bu(run):
 
 
 def test_side_by_side(run):
-    text = _out(run, "side-by-side")
+    text = run.out("side-by-side")
     assert text.splitlines()[0].startswith("K=1") and "| K=0" in text.splitlines()[0]
     assert "the HA sends its BA 69.2 ms (K=1) and 109.2 ms (K=0) after the move; " \
            "8 against 65 lines of signalling" in text
 
 
 def test_the_table_per_handover(run):
-    text = _out(run, "table")
+    text = run.out("table")
     assert "the dashboard's handovers are the same as these runs': True" in text
-    assert _row(text, "IKE requests of mip6d") == ["0", "2", "0", "2", "0", "2"]
-    assert _row(text, "IKE messages") == ["0", "6", "0", "6", "0", "6"]
-    assert _row(text, "seam crossings") == ["6", "57", "6", "57", "6", "56"]
-    assert _row(text, "signalling bytes") == ["276", "2066", "276", "2066", "276", "2066"]
-    assert _row(text, "CoA to BA (ms)") == ["16.0", "52.0"] * 3
-    assert _row(text, "interruption (ms)") == ["200.0", "300.0", "300.0", "300.0", "200.0", "200.0"]
-    assert _row(text, "data lost") == ["1", "2", "2", "2", "1", "1"]
+    assert row(text, "IKE requests of mip6d") == ["0", "2", "0", "2", "0", "2"]
+    assert row(text, "IKE messages") == ["0", "6", "0", "6", "0", "6"]
+    assert row(text, "seam crossings") == ["6", "57", "6", "57", "6", "56"]
+    assert row(text, "signalling bytes") == ["276", "2066", "276", "2066", "276", "2066"]
+    assert row(text, "CoA to BA (ms)") == ["16.0", "52.0"] * 3
+    assert row(text, "interruption (ms)") == ["200.0", "300.0", "300.0", "300.0", "200.0", "200.0"]
+    assert row(text, "data lost") == ["1", "2", "2", "2", "1", "1"]
     totals = text.split("over the 3 handovers")[1]
-    assert _row(totals, "seam crossings") == ["18", "170"]
-    assert _row(totals, "interruption (ms)") == ["700", "800"]     # K=0 the bigger
-    assert _row(totals, "data lost") == ["4", "5"]
+    assert row(totals, "seam crossings") == ["18", "170"]
+    assert row(totals, "interruption (ms)") == ["700", "800"]     # K=0 the bigger
+    assert row(totals, "data lost") == ["4", "5"]
     assert "the first registration (from visit1), either way: 6 IKE messages, 43 seam crossings" in text
     assert "You made no prediction. The lab: K=0. 5 requests lost with K=0, 4 with K=1" in text
 
@@ -161,18 +150,18 @@ def test_the_figure_says_its_numbers(run):
 
 
 def test_movement_detection_and_the_slow_path(run):
-    text = _out(run, "detection")
+    text = run.out("detection")
     assert "every 50 to 150 ms; the data stream asks every 100 ms" in text
     assert "(63.2 ms of movement detection), its BA 52 ms later; K=1 had its BA 16 ms" in text
-    slow = _out(run, "slow")
-    assert _row(slow, "CoA to BA (ms)") == ["160.0", "520.0"] * 3
-    assert _row(slow, "interruption (ms)") == ["500.0", "900.0", "400.0", "800.0", "400.0", "800.0"]
-    assert _row(slow, "data lost") == ["4", "8", "3", "7", "3", "7"]
+    slow = run.out("slow")
+    assert row(slow, "CoA to BA (ms)") == ["160.0", "520.0"] * 3
+    assert row(slow, "interruption (ms)") == ["500.0", "900.0", "400.0", "800.0", "400.0", "800.0"]
+    assert row(slow, "data lost") == ["4", "8", "3", "7", "3", "7"]
     assert "interruption (ms): K=1 1300, K=0 2500 (with 2 ms links: 700 and 800)" in slow
 
 
 def test_the_summary(run):
-    text = _out(run, "summary")
+    text = run.out("summary")
     assert "K=1 run: BU K=1, BA K=1; K=0 run: BU K=0, BA K=0" in text
     assert "K=1, later handovers: IKE messages [0, 0, 0], MIGRATE crossings on the handover to visit2: 4" in text
     assert "K=0, later handovers: IKE messages [6, 6, 6] (IKE requests of mip6d [2, 2, 2])" in text

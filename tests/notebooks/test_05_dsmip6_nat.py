@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from .conftest import check_budget, check_pictures
+from .conftest import check_clean, check_widgets
 
 PRIVATE, PUBLIC, HA4 = "203.0.113.10", "198.51.100.50", "192.0.2.2"
 
@@ -36,25 +36,17 @@ def run(executed):
     return executed("05-dsmip6-nat.ipynb", PROBES)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
 def test_budget(run):
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
 
 
 def test_shows_the_dashboard_and_the_teaching_widgets(run):
-    outputs = run.tagged("dashboard").outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     # the dashboard, 3 predictions and 3 quizzes
-    assert len(run.widgets()) == 1 + 3 + 3
+    check_widgets(run, 1 + 3 + 3)
 
 
 def test_ike_detects_the_nat_and_floats_to_4500(run):
-    text = _out(run, "ike-nat")
+    text = run.out("ike-nat")
     assert f"care-of address {PRIVATE} on natlan" in text
     lines = {line.split()[0] + " " + line.split()[1]: line for line in text.splitlines()
              if line.startswith("IKE_")}
@@ -72,10 +64,10 @@ def test_ike_detects_the_nat_and_floats_to_4500(run):
 
 
 def test_the_bu_in_ipv4_udp_4191_with_the_ipv4_coa_option(run):
-    inspector = _out(run, "bu-inspector")
+    inspector = run.out("bu-inspector")
     assert "Decrypted ESP payload (with SA" in inspector and "transport mode" in inspector
     assert "Binding Update (DSMIPv6)" in inspector
-    text = _out(run, "bu")
+    text = run.out("bu")
     layers = [line.strip() for line in text.splitlines()[1:8]]
     assert layers == ["Ethernet", "IP", "UDP", "IPv6", "ESP", "[decrypted] IPv6",
                       "[decrypted] IPv6 Mobility Header - Binding Update (DSMIPv6)"]
@@ -86,11 +78,11 @@ def test_the_bu_in_ipv4_udp_4191_with_the_ipv4_coa_option(run):
 
 
 def _nat_port(run) -> str:
-    return re.search(rf"outer source: +{PUBLIC}:(\d+)", _out(run, "nat-detect")).group(1)
+    return re.search(rf"outer source: +{PUBLIC}:(\d+)", run.out("nat-detect")).group(1)
 
 
 def test_the_ha_detects_the_nat(run):
-    text = _out(run, "nat-detect")
+    text = run.out("nat-detect")
     port = _nat_port(run)
     assert port != "4191"
     assert f"IPv4 CoA option says: {PRIVATE}" in text
@@ -100,7 +92,7 @@ def test_the_ha_detects_the_nat(run):
 
 
 def test_the_ba_carries_the_nat_detection_option(run):
-    text = _out(run, "ba")
+    text = run.out("ba")
     port = _nat_port(run)
     assert f"the BA leaves the HA to {PUBLIC}:{port}" in text
     assert f"reaches the MN as {PRIVATE}:4191" in text
@@ -113,7 +105,7 @@ def test_the_ba_carries_the_nat_detection_option(run):
 
 
 def test_udp_encapsulation_and_the_bu_sa_outside_udp_4500(run):
-    text = _out(run, "encap")
+    text = run.out("encap")
     assert re.search(rf"IPv6 data, event #\d+: IP / UDP / IPv6 / UDP / Raw   outer {PRIVATE}:4191 → {HA4}:4191",
                      text)
     assert re.search(rf"IPv4 data, event #\d+: IP / UDP / IP / UDP / Raw   outer {PRIVATE}:4191 → {HA4}:4191",
@@ -123,7 +115,7 @@ def test_udp_encapsulation_and_the_bu_sa_outside_udp_4500(run):
 
 
 def test_keepalives(run):
-    text = _out(run, "keepalive")
+    text = run.out("keepalive")
     assert "the MN was in natlan from t = 5.05 s to t = 24.01 s" in text
     assert "NAT-keepalives (RFC 3948 §2.3) sent: 1 at t = 5.090 s; the IKE daemon's interval: 20.0 s" in text
     assert "BUs sent: 2 at t = 5.090, 17.090 s; intervals: [12.0] s" in text
@@ -131,7 +123,7 @@ def test_keepalives(run):
 
 
 def test_the_rebinding_is_survived_by_the_bu_refresh(run):
-    text = _out(run, "rebinding")
+    text = run.out("rebinding")
     blocks = re.findall(r"HA binding cache: (\S+)   \| HA IKE SA peer: (\S+)", text)
     before, after, refreshed, end = blocks
     assert before[0] == after[0] == f"{PUBLIC}:{_nat_port(run)}"     # the rebinding: not seen yet
@@ -140,7 +132,7 @@ def test_the_rebinding_is_survived_by_the_bu_refresh(run):
     mappings = re.findall(rf"{PRIVATE}:4191 → ({PUBLIC}:\d+)", text)
     assert mappings[0] == before[0] and mappings[1] == refreshed[0]    # the binding = the mapping
     assert len(re.findall(r"rebound: outside port \d+ -> \d+", text)) == 3
-    data = _out(run, "rebinding-data")
+    data = run.out("rebinding-data")
     assert "last answer before the rebinding: t = 12.528 s; first after: t = 17.528 s (gap 5.000 s)" in data
     assert "the BU refresh: sent at t = 17.090 s, its BA back at t = 17.106 s" in data
     assert re.search(r"dropped by the HA meanwhile: [1-9]\d*, e.g. 'tunnelled packet from "
@@ -150,7 +142,7 @@ def test_the_rebinding_is_survived_by_the_bu_refresh(run):
     assert answers > 10                                                # data continues
     assert f"nat {before[0]} → {refreshed[0]}" in data
     assert "You made no prediction. The lab: at the MN's next BU refresh." in data
-    follows = _out(run, "who-follows")
+    follows = run.out("who-follows")
     assert "binding cache follows at: event #" in follows and "t = 17.098 s" in follows
     assert "IKE SA follows at: not while the MN is in natlan" in follows
 
@@ -166,7 +158,7 @@ def test_the_figures_say_their_numbers(run):
 
 
 def test_what_if_no_nat(run):
-    text = _out(run, "whatif")
+    text = run.out("whatif")
     assert "the BU from v4net: IP / UDP / IPv6 / ESP" in text
     assert "outer source seen by the HA: 198.51.100.40 | IPv4 CoA option: 198.51.100.40" in text
     assert "the BA's NAT Detection option: F = 0, refresh time = 4294967295 (all ones" in text
@@ -176,7 +168,7 @@ def test_what_if_no_nat(run):
 
 
 def test_the_complexity_counted_against_plain_mip6(run):
-    text = _out(run, "complexity")
+    text = run.out("complexity")
 
     def row(label: str) -> list[str]:
         line = next(l for l in text.splitlines() if l.startswith(label))
@@ -194,13 +186,13 @@ def test_the_complexity_counted_against_plain_mip6(run):
     assert "only in 'DSMIP6, no NAT' (against plain MIP6): {'ha: mip6d PAD': 1}" in text
     assert "'mn: mip6d DISCARD': 1" in text
     assert "You made no prediction. The lab: 3." in text
-    combos = _out(run, "combinations")
+    combos = run.out("combinations")
     plain, dsmip6 = map(int, re.search(r"= (\d+) cases\n.*= (\d+) cases", combos).groups())
     assert dsmip6 == plain * 12
 
 
 def test_the_summary(run):
-    text = _out(run, "summary")
+    text = run.out("summary")
     assert f"outer {PRIVATE}:4191 → {HA4}:4191, IPv4 CoA option {PRIVATE}" in text
     assert "not the IPv4 CoA → NAT detected" in text
     assert "refresh time 12 s" in text

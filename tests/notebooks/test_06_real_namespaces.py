@@ -29,7 +29,7 @@ from mip6lab.recorded import (NOTEBOOK_RECORDING, OPTIONS, TIME_SCALE, Recording
 from mip6lab.scenarios import create
 from mip6lab.testing.prereq import RECORDED_ENV, missing, netns_unavailable, require_tool
 
-from .conftest import NOTEBOOKS, check_budget, check_pictures, execute
+from .conftest import NOTEBOOKS, check_clean, execute
 
 NAME = "06-real-namespaces.ipynb"
 RECORDING = NOTEBOOKS / NOTEBOOK_RECORDING
@@ -95,17 +95,13 @@ def recording():
     return Recording.load(RECORDING)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
 def _namespaces(text: str) -> dict[str, str]:
     return dict(re.findall(r"^    (\S+)  \((\w+)\)$", text, flags=re.M))
 
 
 def _summary_rows(run) -> list[list[str]]:
     """The tshark lines as the notebook printed them (split on its column gaps)."""
-    text = _out(run, "tshark")
+    text = run.out("tshark")
     table = text[text.index("No. "):].splitlines()[1:]
     return [line for line in table if line.strip()]
 
@@ -115,11 +111,9 @@ def _summary_rows(run) -> list[list[str]]:
 
 def _common(run) -> None:
     """What the notebook shows whichever way it ran."""
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
     assert len(run.widgets()) == 2 + 3          # two predictions, three quizzes
-    facts_text = _out(run, "facts")
+    facts_text = run.out("facts")
     assert re.search(rf"^home address\s+{HOA}\s+{HOA}\s+yes$", facts_text, flags=re.M)
     assert re.search(rf"^IPv4 home address\s+{HOA4}\s+{HOA4}\s+yes$", facts_text, flags=re.M)
     for i, (to, value) in enumerate(zip(("visit1", "natlan", "home"), REGISTRATIONS)):
@@ -128,9 +122,9 @@ def _common(run) -> None:
     assert re.search(r"^NAT detected\s+True\s+True\s+yes$", facts_text, flags=re.M)
     assert "NO" not in facts_text and "every fact agrees: True" in facts_text
     # only the clock differs (the prediction's answer is computed from the two runs)
-    assert "The lab: the time each registration takes." in _out(run, "times")
+    assert "The lab: the time each registration takes." in run.out("times")
     # the ladders: the kernels log nothing, so the netns ladder has fewer columns and rows
-    ladders = _out(run, "ladders")
+    ladders = run.out("ladders")
     assert "columns: {'namespaces': ['mn', 'nat', 'hr', 'ha'], 'in process': ['hr', 'ha', " \
            "'mn', 'nat', 'inet']}" in ladders
     frames = json.loads(re.search(r"frames in the window: (\{.*\})", ladders).group(1)
@@ -141,7 +135,7 @@ def _common(run) -> None:
     assert ports["in process"] == [25162, 25637, 33046]      # seeded: the same every run
     assert len(ports["namespaces"]) == 3 and ports["namespaces"] != ports["in process"]
     # tshark, the oracle, decrypted BU/BA and the CP of IKE_AUTH
-    check = _out(run, "tshark-check")
+    check = run.out("tshark-check")
     bu, ba = map(int, re.search(r"decrypted (\d+) Binding Updates and (\d+) Binding "
                                 r"Acknowledgements", check).groups())
     assert bu >= 4 and ba >= 4
@@ -157,16 +151,16 @@ def _common(run) -> None:
     assert [(s, a) for s, a, _ in home] == [("1", "198.51.100.50"), ("2", "198.51.100.50")]
     assert home[0][2] != home[1][2]          # a new public port after the rebinding
     # the what-if: no NAT on v4net, on both backends
-    whatif = _out(run, "whatif")
+    whatif = run.out("whatif")
     assert re.search(r"^NAT detected\s+False\s+False$", whatif, flags=re.M)
     assert "every fact agrees: True" in whatif and "The lab: no." in whatif
     # the seam, counted in the in-process run, by channel
-    seam = _out(run, "seam")
+    seam = run.out("seam")
     assert "seam crossings of the MN and the HA in the whole run: 97" in seam
     assert re.search(r"with the kernel: 68 .*'SPDADD': 12", seam)
     assert re.search(r"between mip6d and iked: 29 .*'INITIATE': 3", seam)
     assert re.search(r"in process: \[25, 29, 29\] \| on namespaces: \[25, 29, 29\]", seam)
-    summary = _out(run, "summary")
+    summary = run.out("summary")
     assert "every fact the same as in process: True (dsmip6-nat), True (dsmip6-v4, no NAT: " \
            "NAT detected False)" in summary
     assert "of which 29 between mip6d and iked (no standard) and 68 with the kernel" in summary
@@ -194,19 +188,19 @@ def _quizzes_and_predictions(run) -> None:
 def test_live_runs_on_real_namespaces(live):
     run, _, _ = live
     _common(run)
-    assert _out(run, "prereq").startswith("Live: this machine can build real namespaces")
-    runs = _out(run, "runs")
+    assert run.out("prereq").startswith("Live: this machine can build real namespaces")
+    runs = run.out("runs")
     assert "verdict ok=True, backend netns" in runs
     assert re.search(rf"30 simulated s = {30 / TIME_SCALE:g} real s", runs)
     frames = int(re.search(r"dumpcap recorded (\d+) frames", runs).group(1))
     assert frames > 500
     assert "still there after the run (ip netns list): 0" in runs
-    assert "lines from tshark, run now:" in _out(run, "tshark")
+    assert "lines from tshark, run now:" in run.out("tshark")
 
 
 def test_live_durations_are_the_real_ones_scaled(live):
     run, _, _ = live
-    text = _out(run, "times")
+    text = run.out("times")
     rows = re.findall(r"^(visit1|natlan|home)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", text, flags=re.M)
     assert [r[0] for r in rows] == ["visit1", "natlan", "home"]
     assert [float(r[1]) for r in rows] == [48.0, 56.0, 20.0]          # in process: exact
@@ -219,7 +213,7 @@ def test_live_durations_are_the_real_ones_scaled(live):
 
 def test_live_leaves_no_namespace_behind(live):
     run, before, after = live
-    made = _namespaces(_out(run, "runs"))
+    made = _namespaces(run.out("runs"))
     assert set(made.values()) == LABELS
     pid = run.probes[9].strip()
     assert all(name.startswith(f"m6lnet-{pid}-") for name in made)   # made by this kernel
@@ -227,7 +221,7 @@ def test_live_leaves_no_namespace_behind(live):
     # ... and nothing else of this kernel's (the what-if's namespaces included)
     assert not [n for n in after - before if n.startswith(f"m6lnet-{pid}-")]
     assert not [n for n in after if n.startswith(f"m6lnet-{pid}-")]
-    cleanup = _out(run, "cleanup")
+    cleanup = run.out("cleanup")
     assert "namespaces this notebook made: 14; still there (ip netns list): 0" in cleanup
     assert "capture and keys removed: True" in cleanup
 
@@ -258,29 +252,29 @@ def test_live_quizzes_and_predictions(live):
 
 def test_recorded_says_why_in_one_sentence(recorded, recording):
     _common(recorded)
-    text = _out(recorded, "prereq")
+    text = recorded.out("prereq")
     first, second = text.splitlines()[:2]
     assert first == ("This notebook shows a recorded run, because MIP6LAB_RECORDED=1 is set, "
                      "which asks for the recorded run instead of a live one.")
     assert len(re.findall(r"[.!?](\s|$)", first)) == 1
     assert second == f"It was {recording.describe()}."
     assert f"recorded on {recording.meta['recorded']} by scripts/record-netns-run" in second
-    assert "lines from tshark, run now on the recorded frames" in _out(recorded, "tshark") \
-        or "lines from tshark's output as the recording kept it" in _out(recorded, "tshark")
+    assert "lines from tshark, run now on the recorded frames" in recorded.out("tshark") \
+        or "lines from tshark's output as the recording kept it" in recorded.out("tshark")
 
 
 def test_recorded_shows_the_recorded_values(recorded, recording):
     report = recording.reports["dsmip6-nat"]
-    runs = _out(recorded, "runs")
+    runs = recorded.out("runs")
     assert f"on namespaces:  {report['events']} events" in runs
     assert f"dumpcap recorded {report['pcap']['frames']} frames" in runs
     assert set(_namespaces(runs)) == set(recording.namespaces["dsmip6-nat"])
     assert set(_namespaces(runs).values()) == LABELS
-    times = _out(recorded, "times")
+    times = recorded.out("times")
     for h in report["result"]["handovers"]:
         assert re.search(rf"^{h['to']}\s+[\d.]+\s+{h['duration_ms']}\s", times, flags=re.M)
     assert f"worst lateness: {report['realtime']['max_lateness']} simulated s" in times
-    assert recording.ladder.strip() in _out(recorded, "ladders")
+    assert recording.ladder.strip() in recorded.out("ladders")
     # tshark's lines are the recording's (run again on its frames, or as it kept them)
     shown = _summary_rows(recorded)
     kept = summary_rows(recording.tshark)
@@ -288,7 +282,7 @@ def test_recorded_shows_the_recorded_values(recorded, recording):
     for line, row in zip(shown, kept):
         assert line.split()[:3] == [row["No."], row["Time"], row["Link"]]
         assert row["Info"] in line
-    cleanup = _out(recorded, "cleanup")
+    cleanup = recorded.out("cleanup")
     assert cleanup.startswith("nothing to clean up here: no namespace was made on this machine; "
                               "when the recording was made, 14 were made and 0 left behind")
 

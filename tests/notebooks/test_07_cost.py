@@ -17,7 +17,7 @@ import pytest
 
 from mip6lab.codesplit import code_split
 
-from .conftest import check_budget, check_pictures
+from .conftest import check_clean, row
 
 NAI = "mn1@mip6lab.example"
 HOA, HA = "2001:db8:0:1::1001", "2001:db8:0:1::2"
@@ -45,25 +45,14 @@ def run(executed):
     return executed("07-cost.ipynb", PROBES)
 
 
-def _out(run, tag: str) -> str:
-    return run.stream(run.tagged(tag))
-
-
 def _band(security: float) -> str:
     """The prediction's band for a security share (the notebook's bands)."""
     return ("about 90 % (the talk's claim)" if security >= 85 else "between 70 and 85 %"
             if security >= 70 else "between 50 and 70 %" if security >= 50 else "less than half")
 
 
-def _row(text: str, label: str) -> list[str]:
-    line = next(line for line in text.splitlines() if line.startswith(label))
-    return line[len(label):].split()
-
-
 def test_budget(run):
-    check_budget(run)
-    check_pictures(run)
-    assert not run.stderr
+    check_clean(run)
 
 
 def test_the_widgets_two_dashboards_side_by_side(run):
@@ -80,7 +69,7 @@ def test_the_widgets_two_dashboards_side_by_side(run):
 def test_the_split_equals_code_split_in_this_process(run):
     split = code_split()
     assert not split.missing                   # the auth-option mode's files are counted
-    text = _out(run, "split")
+    text = run.out("split")
     m, s_ipsec, s_auth = (split.totals[k] for k in ("mobility", "security-ipsec",
                                                     "security-auth-option"))
     assert f"ipsec mode: mobility {m} / (mobility {m} + security {s_ipsec}) = " \
@@ -100,11 +89,11 @@ def test_the_split_equals_code_split_in_this_process(run):
     assert "The talk&#x27;s claim for comparison: 10 % mobility, 90 % security." in html
     coupling = next(f.code for f in split.files if f.path == "mobility/coupling.py")
     assert f"the coupling alone (mobility/coupling.py): {coupling} lines" in \
-        _out(run, "split-coupling")
+        run.out("split-coupling")
 
 
 def test_the_bu_in_esp_against_the_bu_in_clear(run):
-    text = _out(run, "bu")
+    text = run.out("bu")
     ipsec, auth = text.split("== auth-option")
     # ipsec: ESP on the wire, the BU only in the decrypted box
     assert "on the wire: ESP spi=0x" in ipsec
@@ -127,7 +116,7 @@ def test_the_bu_in_esp_against_the_bu_in_clear(run):
 
 
 def test_the_authenticator_recomputed_from_the_key(run):
-    text = _out(run, "authenticator")
+    text = run.out("authenticator")
     assert f"SPI 0x00004285, NAI {NAI}, CoA {COA2}, HoA {HOA}" in text
     assert "Mobility Data: 108 bytes = 16 (CoA) + 16 (HoA) + 76 (MH up to the SPI)" in text
     carried = re.search(r"the authenticator in the BU:  ([0-9a-f]{24})", text).group(1)
@@ -140,7 +129,7 @@ def test_the_authenticator_recomputed_from_the_key(run):
 
 
 def test_the_seam_of_the_first_handover(run):
-    text = _out(run, "seam")
+    text = run.out("seam")
     ipsec, auth = text.split("== auth-option")
     assert "== ipsec, the handover to visit2: 6 seam crossings" in ipsec
     assert "ha mip6d → iked: PAD" in ipsec and "mn mip6d → kernel: MIGRATE" in ipsec
@@ -158,30 +147,30 @@ def test_the_seam_of_the_first_handover(run):
 
 
 def test_the_comparison_over_seeds(run):
-    text = _out(run, "compare")
+    text = run.out("compare")
     assert "6 runs (seeds [0, 1]), every run ok: True" in text
     per = text.split("per handover (mean)")[1].split("first registration")[0]
-    assert _row(per, "IKE messages") == ["0", "6", "0"]          # auth-option: no IKE
-    assert _row(per, "BU/BA frames") == ["2", "2", "2"]
-    assert _row(per, "messages") == ["2", "8", "2"]
-    assert _row(per, "bytes") == ["276", "2066", "308"]
-    assert _row(per, "round trips") == ["1", "4", "1"]
-    seam = [float(v) for v in _row(per, "seam crossings")]
+    assert row(per, "IKE messages") == ["0", "6", "0"]          # auth-option: no IKE
+    assert row(per, "BU/BA frames") == ["2", "2", "2"]
+    assert row(per, "messages") == ["2", "8", "2"]
+    assert row(per, "bytes") == ["276", "2066", "308"]
+    assert row(per, "round trips") == ["1", "4", "1"]
+    seam = [float(v) for v in row(per, "seam crossings")]
     assert seam == [6, 56.3, 8]
     assert seam[2] < seam[1]                                      # fewer than K=0 ...
     assert seam[2] > seam[0]                                      # ... more than K=1 (the prose)
-    assert _row(per, "CoA to BA (ms)") == ["16", "52", "16"]
-    assert _row(per, "interruption (ms)") == ["216.7", "233.3", "216.7"]
+    assert row(per, "CoA to BA (ms)") == ["16", "52", "16"]
+    assert row(per, "interruption (ms)") == ["216.7", "233.3", "216.7"]
     first = text.split("first registration")[1].split("state at the end")[0]
-    assert _row(first, "IKE messages") == ["6", "6", "0"]
-    assert _row(first, "round trips") == ["4", "4", "1"]
-    assert _row(first, "seam crossings") == ["43", "43", "8"]
-    assert _row(first, "CoA to BA (ms)") == ["60", "60", "24"]
+    assert row(first, "IKE messages") == ["6", "6", "0"]
+    assert row(first, "round trips") == ["4", "4", "1"]
+    assert row(first, "seam crossings") == ["43", "43", "8"]
+    assert row(first, "CoA to BA (ms)") == ["60", "60", "24"]
     state = text.split("state at the end")[1]
     for table, values in (("spd", ["8", "8", "0"]), ("sad", ["8", "8", "0"]),
                           ("pad", ["1", "1", "0"]), ("ike_sas", ["2", "2", "0"]),
                           ("mobility_sas", ["0", "0", "2"]), ("binding_cache", ["1", "1", "1"])):
-        assert _row(state, table) == values, table
+        assert row(state, table) == values, table
     assert "seed 0's first handover is the dashboards' (seam crossings, bytes): True" in text
     assert "You made no prediction. The lab: 2.0. One BU and one BA" in text
 
@@ -197,7 +186,7 @@ def test_the_comparison_figure_says_its_numbers(run):
 
 
 def test_twenty_percent_loss(run):
-    text = _out(run, "loss")
+    text = run.out("loss")
     ipsec, auth = text.split("auth-option: run ok")
     assert "ipsec-k1: run ok True" in ipsec
     assert "1 registration visit1  BA status 0  BUs sent 1, IKE messages 10, CoA to BA 1048.0 ms" in ipsec
@@ -210,7 +199,7 @@ def test_twenty_percent_loss(run):
 
 
 def test_a_manually_keyed_payload_brings_the_kernel_back(run):
-    text = _out(run, "payload")
+    text = run.out("payload")
     assert "the handover to visit2: 12 seam crossings (without: 8), 4 of them with the kernel:" in text
     assert "ha mip6d → kernel: MIGRATE" in text and "mn mip6d → kernel: MIGRATE" in text
     assert "IKE messages on every step: [0, 0, 0]" in text
@@ -218,7 +207,7 @@ def test_a_manually_keyed_payload_brings_the_kernel_back(run):
 
 
 def test_the_ledger(run):
-    text = _out(run, "ledger")
+    text = run.out("ledger")
     assert f"SPI 0x00004285, {NAI} ↔ {HOA}, HMAC_SHA1, replay by timestamp, close enough = 7 s" in text
     assert "IKE messages in all the auth-option runs: 0" in text
     assert "the MN's identity readable on the wire in its BU: {'ipsec': False, 'auth-option': True}" in text
@@ -227,7 +216,7 @@ def test_the_ledger(run):
 
 
 def test_the_summary(run):
-    text = _out(run, "summary")
+    text = run.out("summary")
     split = code_split()
     assert f"the security share {round(100 - split.ipsec_share, 1)} % (ipsec) and " \
            f"{round(100 - split.auth_option_share, 1)} % (auth-option); the talk said 90 %" in text
