@@ -171,10 +171,13 @@ def _ike_parser(commands) -> None:
         p.add_argument("--auth", choices=["signature", "rsa", "ecdsa"], default=None,
                        help="with --cert: RFC 7427 digital signature (method 14, the "
                        "default), RSA (method 1) or ECDSA (methods 9-11)")
-        p.add_argument("--ike-proposal", default="aes256gcm16-prfsha256-curve25519",
-                       metavar="STR", help="IKE proposals, strongSwan notation, comma list")
-        p.add_argument("--esp-proposal", default="aes256gcm16", metavar="STR",
-                       help="ESP proposals, strongSwan notation, comma list")
+        p.add_argument("--ike-proposal", default="default", metavar="STR",
+                       help="IKE proposals, strongSwan notation, comma list; 'default' "
+                       "(the default) offers every algorithm this stack has, as "
+                       "strongSwan's 'default' does")
+        p.add_argument("--esp-proposal", default="default", metavar="STR",
+                       help="ESP proposals, strongSwan notation, comma list; 'default' "
+                       "as for --ike-proposal")
         p.add_argument("--mode", choices=["tunnel", "transport"], default="tunnel")
         p.add_argument("--json", action="store_true", help="print JSON")
         keep = p.add_argument_group("after establishment (default: exit once it is up)")

@@ -231,3 +231,32 @@ def test_protocol_must_match():
                         [parse_proposal("aes256-sha256-modp2048")])
     with pytest.raises(ValueError):
         select_proposal([], [], prefer="mine")
+
+
+# -- the keyword ``default`` (strongSwan's, with what this stack implements) ---------------
+
+
+def test_default_is_an_aead_and_a_classic_proposal_of_everything_we_implement():
+    ike_default = parse_proposals("default", "ike")
+    assert [p.number for p in ike_default] == [1, 2]
+    aead, classic = ike_default
+    assert not aead.of_type(ike.TransformType.INTEG) and classic.of_type(ike.TransformType.INTEG)
+    for proposal in ike_default:
+        groups = {t.id for t in proposal.of_type(ike.TransformType.KE)}
+        assert groups == {14, 19, 20, 31}        # MODP-2048, ECP-256, ECP-384, Curve25519
+    assert [p.keyword for p in parse_proposals("DEFAULT", "esp")] == \
+        ["aes256gcm16-aes128gcm16", "aes256-aes128-sha256-sha384-sha512"]
+    # an item among others, expanded where it stands
+    mixed = parse_proposals("aes128-sha256-modp2048,default", "ike")
+    assert [p.number for p in mixed] == [1, 2, 3] and mixed[0].keyword == "aes128-sha256-modp2048"
+
+
+@pytest.mark.parametrize("responder, number", [
+    ("aes256-sha256-modp2048", 2),               # restricted to MODP-2048: the classic one
+    ("aes256gcm16-prfsha384-ecp384", 1),         # restricted to ECP-384: the AEAD one
+    ("aes128gcm16-prfsha256-curve25519", 1),
+])
+def test_a_restricted_responder_finds_its_proposal_in_the_default_offer(responder, number):
+    chosen = select_proposal(parse_proposals("default", "ike"), [parse_proposal(responder)])
+    assert chosen.number == number
+    assert chosen.keyword == parse_proposal(responder).keyword

@@ -157,6 +157,33 @@ def test_third_proposal_ecp384_aes128gcm(pair, tmp_path):
         assert (c.spi_in, c.spi_out) == (int(child["spi_out"], 16), int(child["spi_in"], 16))
 
 
+# ------------------------------------------ no proposal flags: the ``default`` offer
+@pytest.mark.parametrize("ike, esp, group", [
+    ("aes256-sha256-modp2048", "aes128-sha256", "MODP_2048"),
+    ("aes256gcm16-prfsha384-ecp384", "aes256gcm16", "ECP_384"),
+])
+def test_our_default_offer_meets_a_restricted_charon(pair, tmp_path, ike, esp, group):
+    """``mip6lab ike initiate`` without --ike-proposal/--esp-proposal offers ``default``
+    (an AEAD and a classic proposal, every group we have): it meets a charon that takes
+    one group only, after an INVALID_KE_PAYLOAD when the group is not its first guess
+    (RFC 7296 §1.2)."""
+    s, mn, ha = pair
+    with Charon(s, ha, tmp_path / "ha", swanctl=_responder_conf(ike, esp)) as charon:
+        charon.load()
+        proc = s.run(mn, *_mip6lab(
+            "ike", "initiate", "--remote", HA, "--local", MN, "--id", MN_ID,
+            "--remote-id", HA_ID, "--psk-file", str(_psk_file(tmp_path)),
+            "--request", "ipv6", "--timeout", "10", "--json"), check=False, timeout=40)
+        ours = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert proc.returncode == 0 and ours["established"], (ours, proc.stderr[-2000:],
+                                                               charon.log_text()[-3000:])
+        assert ours["ike_sa"]["proposal"] == ike
+        theirs = charon.wait_established(5, ike="ours", child="c")
+        assert group in theirs.proposal
+        (child,) = ours["child_sas"]
+        assert child["suite"] == esp and theirs.child("c").state == "INSTALLED"
+
+
 # ---------------------------------------------------------------- rekeys by us
 def test_we_rekey_child_then_ike(pair, tmp_path):
     s, mn, ha = pair

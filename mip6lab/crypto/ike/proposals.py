@@ -329,12 +329,33 @@ def parse_proposal(text: str, protocol: Protocol | str = "ike") -> Proposal:
     return Proposal(proto, tuple(transforms))
 
 
+#: What the keyword ``default`` stands for, as in strongSwan (its ``default`` is a list of
+#: an AEAD proposal and a classic one, every algorithm it implements in each): the same
+#: shape, with what this stack implements, strongest first within each type; so an
+#: initiator offering ``default`` meets a responder restricted to any one of them
+#: (RFC 7296 §1.2: a responder that wants another DH group answers INVALID_KE_PAYLOAD and
+#: the initiator retries with it). RFC 8247 §2.4 and RFC 8221 §5 put these on its lists.
+DEFAULT_PROPOSALS: dict[Protocol, tuple[str, ...]] = {
+    Protocol.IKE: (
+        "aes256gcm16-aes128gcm16-prfsha256-prfsha384-prfsha512-curve25519-ecp256-ecp384-"
+        "modp2048",
+        "aes256-aes128-sha256-sha384-sha512-prfsha256-prfsha384-prfsha512-curve25519-"
+        "ecp256-ecp384-modp2048"),
+    Protocol.ESP: ("aes256gcm16-aes128gcm16", "aes256-aes128-sha256-sha384-sha512"),
+}
+
+
 def parse_proposals(text: str | Sequence[str], protocol: Protocol | str = "ike"
                     ) -> list[Proposal]:
-    """Several proposals (comma-separated as in swanctl.conf, or a list), numbered 1..n."""
+    """Several proposals (comma-separated as in swanctl.conf, or a list), numbered 1..n;
+    the item ``default`` stands for :data:`DEFAULT_PROPOSALS` (as strongSwan's does)."""
     items = text.split(",") if isinstance(text, str) else list(text)
+    proto = _protocol(protocol)
+    expanded = [one for item in items for one in
+                (DEFAULT_PROPOSALS.get(proto, ()) if item.strip().lower() == "default"
+                 else (item,))]
     return [parse_proposal(item, protocol).with_(number=n)
-            for n, item in enumerate(items, start=1)]
+            for n, item in enumerate(expanded, start=1)]
 
 
 def format_proposal(proposal: Proposal) -> str:
