@@ -34,6 +34,27 @@ from .ts import IPPROTO_MH, TrafficSelector
 
 IKE_PORT, NAT_T_PORT = 500, 4500
 
+# Denial-of-service limits of a responder (docs/security.md), each a default of IkeDaemon.
+# The course's scenarios stay far below them: one or a few MNs, one IKE SA each.
+#: RFC 7296 §2.6: with this many half-open IKE SAs, a new IKE_SA_INIT is answered with a
+#: COOKIE and keeps no state. 32 lets a burst of honest MNs (a lab class rebooting at
+#: once) in without a cookie round trip, and bounds a spoofed flood to 32 DH computations.
+DEFAULT_COOKIE_THRESHOLD = 32
+#: Seconds a responder IKE SA may stay half-open (IKE_SA_INIT answered, no IKE_AUTH) before
+#: it is dropped: §2.6 leaves "how long to keep state" to the responder; an honest initiator
+#: sends IKE_AUTH within one round trip and retransmits for less than this (§2.1).
+DEFAULT_HALF_OPEN_TIMEOUT = 30.0
+#: IKE SAs (half-open or established) one peer address may hold at this responder; 10
+#: leaves room for a few MNs behind one NAT (RFC 3948) and for rekeys in progress.
+DEFAULT_MAX_SAS_PER_ADDRESS = 10
+#: IKE SAs one authenticated identity may hold at once when unique IDs are off (with them
+#: on, a new IKE SA replaces the older ones of its identity, so one is the bound).
+DEFAULT_MAX_SAS_PER_IDENTITY = 10
+
+#: The states of a responder IKE SA that has not completed IKE_AUTH (RFC 7296 §2.6's
+#: "half-open"): IDLE (its IKE_SA_INIT was refused) and INIT_DONE (answered).
+HALF_OPEN_STATES = ("IDLE", "INIT_DONE")
+
 
 @dataclass(frozen=True)
 class ChildSaInstallFailed:
@@ -50,9 +71,25 @@ class IkeDaemon:
     """IKEv2 for one node: initiator towards configured peers, responder for anyone."""
 
     def __init__(self, node: Node, config: IkeConfig, name: str = "iked",
-                 cookie_threshold: int | None = None, install_virtual_ips: bool = True,
+                 cookie_threshold: int | None = DEFAULT_COOKIE_THRESHOLD,
+                 install_virtual_ips: bool = True,
                  install_policies: bool = True, unique_ids: bool = True,
-                 strict_policies: bool = False) -> None:
+                 strict_policies: bool = False,
+                 half_open_timeout: float | None = DEFAULT_HALF_OPEN_TIMEOUT,
+                 max_sas_per_address: int | None = DEFAULT_MAX_SAS_PER_ADDRESS,
+                 max_sas_per_identity: int | None = DEFAULT_MAX_SAS_PER_IDENTITY) -> None:
+        """``node`` and ``config`` as named; the responder's denial-of-service limits
+        (docs/security.md; ``None`` turns one off):
+
+        - ``cookie_threshold``: half-open IKE SAs from which a new IKE_SA_INIT must carry
+          our COOKIE (RFC 7296 §2.6), stateless until it does;
+        - ``half_open_timeout``: seconds after which a responder IKE SA that never
+          completed IKE_AUTH is dropped (§2.6 leaves its lifetime to the responder);
+        - ``max_sas_per_address``: IKE SAs one peer address may hold; the next
+          IKE_SA_INIT from it is dropped silently (as strongSwan's ``block_threshold``);
+        - ``max_sas_per_identity``: IKE SAs one authenticated identity may hold (matters
+          with ``unique_ids`` off); the next gets AUTHENTICATION_FAILED (§2.21.2).
+        """
         self.node = node
         self.config = config
         self.name = name
@@ -67,6 +104,17 @@ class IkeDaemon:
         self._timers: dict[int, ScheduledCall] = {}
         # §2.6: with this many half-open IKE SAs, new initiators must return a cookie
         self.cookie_threshold = cookie_threshold
+        self.half_open_timeout = half_open_timeout
+        self.max_sas_per_address = max_sas_per_address
+        self.max_sas_per_identity = max_sas_per_identity
+        self._half_open_timers: dict[int, ScheduledCall] = {}   # by id() of the SA
+        # indexes that keep the limits' checks off a walk over every SA (a home agent
+        # with ten thousand MNs): the half-open responder SAs, and each peer address's
+        # responder SAs (closed ones pruned when the address is looked at)
+        self._half_open: dict[int, IkeSa] = {}
+        self._by_address: dict[str, list[IkeSa]] = {}
+        self.half_open_dropped = 0          # responder SAs dropped by the half-open timeout
+        self.refused_by_address = 0         # IKE_SA_INITs dropped by max_sas_per_address
         # an address the peer assigns goes on our interface (a mobility module that
         # manages its home address itself turns this off)
         self.install_virtual_ips = install_virtual_ips
@@ -184,20 +232,88 @@ class IkeDaemon:
                     self.node.send_udp(datagram.src, datagram.sport, answer, datagram.dport,
                                        src=datagram.dst)
                     return
+            refusal = self._address_limit(str(datagram.src))
+            if refusal is not None:
+                self.refused_by_address += 1
+                self.node.drop("ike", refusal, None)
+                return
             sa = IkeSa(self.config, False, str(datagram.dst), str(datagram.src),
                        self._random, lambda: self._allocate_spi(str(datagram.src)),
                        self.node.sim.now_us, datagram.dport, datagram.sport,
                        authorize=self._authorize)
             self.sas[spi_i] = sa
+            self._half_open[id(sa)] = sa
+            self._by_address.setdefault(str(datagram.src), []).append(sa)
+            if self.half_open_timeout is not None:
+                self._half_open_timers[id(sa)] = self.node.sim.call_later(
+                    self.half_open_timeout, self._expire_half_open, sa,
+                    label=f"{self.node.name} IKE half-open timeout")
         sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us,
                    datagram.dport)
         self._pump(sa)
 
+    def _address_limit(self, address: str) -> str | None:
+        """Why a new IKE_SA_INIT from ``address`` is refused, or None: the address holds
+        ``max_sas_per_address`` responder IKE SAs already (half-open or established).
+        RFC 7296 §2.6 asks the responder to bound the state one attacker can make it
+        keep; a peer that returns our cookie proves its address, so the bound is per
+        address. A spoofer below the cookie threshold can fill an address's quota for at
+        most ``half_open_timeout``."""
+        limit = self.max_sas_per_address
+        if limit is None:
+            return None
+        live = [sa for sa in self._by_address.get(address, ()) if sa.state != "CLOSED"]
+        if live:
+            self._by_address[address] = live
+        else:
+            self._by_address.pop(address, None)
+        holding = len(live)
+        if holding < limit:
+            return None
+        return (f"IKE_SA_INIT from {address} dropped: it holds {holding} IKE SAs, "
+                f"the limit per address is {limit}")
+
+    def _expire_half_open(self, sa: IkeSa) -> None:
+        """The half-open timeout (RFC 7296 §2.6): a responder IKE SA that has not
+        completed IKE_AUTH by now is dropped without a message (the peer may not exist:
+        a spoofed IKE_SA_INIT); its SPIs are forgotten, so that a late IKE_AUTH finds no
+        SA. It holds no child SA and no lease yet, so nothing else is to undo."""
+        self._half_open_timers.pop(id(sa), None)
+        if sa.state not in HALF_OPEN_STATES:
+            return
+        self.changes += 1
+        sa.state = "CLOSED"
+        timer = self._timers.pop(id(sa), None)
+        if timer is not None:
+            timer.cancel()
+        if self.sas.get(sa.spi_i) is sa:
+            del self.sas[sa.spi_i]
+        self.half_open_dropped += 1
+        self._announce(sa, f"half-open IKE SA with {sa.remote} dropped after "
+                       f"{self.half_open_timeout:g} s without IKE_AUTH")
+
+    def half_open(self) -> int:
+        """How many responder IKE SAs are half-open now (RFC 7296 §2.6)."""
+        for key in [k for k, sa in self._half_open.items()
+                    if sa.state not in HALF_OPEN_STATES]:
+            del self._half_open[key]
+        return len(self._half_open)
+
     def _authorize(self, sa: IkeSa) -> str | None:
-        """A responder's admission of an authenticated peer: ``config.max_identities``
-        distinct identities at most hold IKE SAs at once (with one shared PSK, any holder
-        can claim a new identity, and each would get a lease and SAs: docs/security.md).
-        A peer that holds an SA already is always let in (it re-authenticates)."""
+        """A responder's admission of an authenticated peer.
+
+        First ``max_sas_per_identity``: one identity holds at most that many IKE SAs
+        (with unique IDs on, a new SA replaces its older ones, so they do not count).
+        Then ``config.max_identities``: that many distinct identities at most hold IKE SAs
+        at once (with one shared PSK, any holder can claim a new identity, and each would
+        get a lease and SAs: docs/security.md). A peer that holds an SA already is always
+        let in by the second (it re-authenticates)."""
+        own = [other for other in self._by_peer.get(sa.peer_id, ())
+               if other.state != "CLOSED"]
+        per_identity = self.max_sas_per_identity
+        if per_identity is not None and not self.unique_ids and len(own) >= per_identity:
+            return (f"{sa.peer_identity} refused: it holds {len(own)} IKE SAs, the limit "
+                    f"per identity is {per_identity}")
         limit = self.config.max_identities
         if limit is None or sa.peer_id in self._by_peer and any(
                 other.state != "CLOSED" for other in self._by_peer[sa.peer_id]):
@@ -210,11 +326,8 @@ class IkeDaemon:
         return None
 
     def _under_load(self) -> bool:
-        if self.cookie_threshold is None:
-            return False
-        half_open = sum(1 for sa in self.sas.values()
-                        if not sa.initiator and sa.state == "INIT_DONE")
-        return half_open >= self.cookie_threshold
+        """RFC 7296 §2.6: "when the number of half-open IKE SAs exceeds a threshold"."""
+        return self.cookie_threshold is not None and self.half_open() >= self.cookie_threshold
 
     def _pump(self, sa: IkeSa) -> None:
         """Send what the engine wants sent, act on its events, arm its timer."""
@@ -225,6 +338,11 @@ class IkeDaemon:
         timer = self._timers.pop(id(sa), None)
         if timer is not None:
             timer.cancel()
+        if sa.state not in HALF_OPEN_STATES:
+            self._half_open.pop(id(sa), None)
+            if id(sa) in self._half_open_timers:
+                # no longer half-open (established, or closed): its timeout has no work
+                self._half_open_timers.pop(id(sa)).cancel()
         if sa.timer_us is not None:
             self._timers[id(sa)] = self.node.sim.call_at(
                 max(sa.timer_us, self.node.sim.now_us), self._timeout, sa,

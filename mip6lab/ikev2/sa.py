@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -510,6 +510,11 @@ class IkeSa:
         if request is None or message.id != request.message_id:
             raise RemoteProtocolError(f"response with message ID {message.id}: "
                                       "not the one we wait for (§2.2)")
+        if message.exch_type != request.exchange:
+            # found by fuzzing: a CREATE_CHILD_SA answer to a liveness check was read
+            # against the INFORMATIONAL request's (empty) context and raised KeyError
+            raise RemoteProtocolError(f"response of exchange {message.exch_type} to a "
+                                      f"request of exchange {request.exchange} (§1, §3.1)")
         if message.exch_type == IKE_SA_INIT:
             self._init_response(message, data)
         elif message.exch_type == IKE_AUTH:
@@ -1097,7 +1102,11 @@ class IkeSa:
             self._events.append(IkeSaFailed(f"CREATE_CHILD_SA refused: {name}",
                                             name if failures else None))
             return
-        chosen = w.decode_sa(sa)[0]
+        try:
+            chosen = _responder_choice(sa, self.config.esp_proposals)
+        except RemoteProtocolError as exc:
+            self._events.append(IkeSaFailed(f"CREATE_CHILD_SA: {exc.reason}"))
+            return
         tsi = _selectors(_first(payloads, w.IKEv2_TSi))
         tsr = _selectors(_first(payloads, w.IKEv2_TSr))
         if not tsi or not tsr:
@@ -1170,7 +1179,11 @@ class IkeSa:
             self._events.append(IkeSaFailed(f"IKE SA rekey refused: {name}",
                                             name if failures else None))
             return
-        chosen = w.decode_sa(sa)[0]
+        try:
+            chosen = _responder_choice(sa, self.config.ike_proposals)
+        except RemoteProtocolError as exc:
+            self._events.append(IkeSaFailed(f"IKE SA rekey: {exc.reason}"))
+            return
         shared = context["ke"].shared_secret(bytes(ke.ke))
         self._replace(chosen, context["spi"], bytes(chosen.spi), context["nonce"],
                       bytes(nonce.nonce), shared, new_initiator=True)
@@ -1335,14 +1348,18 @@ class IkeSa:
                     f"child SA refused: {w.notify_name(failures[0])}",
                     w.notify_name(failures[0])))
             return
-        chosen = w.decode_sa(sa)
+        try:
+            chosen = _responder_choice(sa, self.config.esp_proposals, ignore_ke=True)
+        except RemoteProtocolError as exc:
+            self._events.append(IkeSaFailed(f"child SA: {exc.reason}"))
+            return
         tsi = _selectors(_first(payloads, w.IKEv2_TSi))
         tsr = _selectors(_first(payloads, w.IKEv2_TSr))
         if not tsi or not tsr:
             self._events.append(_unusable_selectors("IKE_AUTH"))
             return
         transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
-        self._install_child(chosen[0], int.from_bytes(chosen[0].spi, "big"),
+        self._install_child(chosen, int.from_bytes(chosen.spi, "big"),
                             "transport" if transport else "tunnel", tsi, tsr)
         self._events.append(self.child)
 
@@ -1447,6 +1464,26 @@ def _unusable_selectors(exchange: str) -> IkeSaFailed:
     """A response whose TSi or TSr holds no usable selector: the child SA is not made."""
     return IkeSaFailed(f"child SA refused: the {exchange} response's traffic selectors "
                        "name no usable range (RFC 7296 §3.13.1)", "TS_UNACCEPTABLE")
+
+
+def _responder_choice(sa, offered: Sequence[Proposal], *, ignore_ke: bool = False
+                      ) -> Proposal:
+    """The one proposal of a responder's SA payload, which must be one we offered.
+
+    RFC 7296 §2.7: the responder "MUST choose a single suite" and sends back an SA payload
+    with exactly that one proposal, which must be one of the initiator's. Found by
+    fuzzing: an SA payload with no proposal raised IndexError out of the engine. Raises
+    :class:`RemoteProtocolError`."""
+    chosen = w.decode_sa(sa)
+    if len(chosen) != 1:
+        raise RemoteProtocolError(f"the responder chose {len(chosen)} proposals, not one "
+                                  "(§2.7)")
+    try:
+        select_proposal(chosen, offered, ignore_ke=ignore_ke)
+    except NoProposalChosen:
+        raise RemoteProtocolError("the responder chose a proposal we did not offer "
+                                  "(§2.7)") from None
+    return chosen[0]
 
 
 def _selectors(payload: Any) -> list[TrafficSelector]:

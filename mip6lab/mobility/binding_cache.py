@@ -309,6 +309,14 @@ class BindingUpdateResult(NamedTuple):
 PadLookup = Callable[[Hashable], Iterable[Union[IPv6, IPv4]]]
 
 
+#: The binding cache's default bound: far above a lab (a class of MNs), low enough that a
+#: flood of registrations cannot exhaust the HA's memory.
+DEFAULT_MAX_ENTRIES = 4096
+#: Home registrations one IKE identity may hold by default: an MN has one home address
+#: per home prefix (RFC 6275 §5.1), 4 leaves room for several prefixes.
+DEFAULT_MAX_ENTRIES_PER_IDENTITY = 4
+
+
 @dataclass
 class HomeAgentConfiguration:
     """What §10.3.1 leaves to the home agent.
@@ -318,12 +326,20 @@ class HomeAgentConfiguration:
     ``max_lifetime`` (4-second units) is the local policy of "The home agent MAY further
     decrease the specified lifetime". ``key_management_mobility`` is the HA's half of the
     K bit ("the home agent has the capability to update its endpoint").
+
+    Denial-of-service bounds (docs/security.md), answered with status 130, Insufficient
+    resources (§6.1.8; §10.3.1: the HA "MAY" refuse for lack of resources), ``None`` for
+    none: ``max_entries`` bounds the whole cache, so that authenticated MNs cannot grow
+    it without end; ``max_entries_per_identity`` bounds what one IKE identity may hold
+    (an MN given a whole home prefix, RFC 5026, could otherwise register one home address
+    after another). An existing entry may always be refreshed or deleted.
     """
 
     home_prefixes: dict[ipaddress.IPv6Network, Optional[int]] = field(default_factory=dict)
     is_home_agent: bool = True
     max_lifetime: int = 0xFFFF
-    max_entries: Optional[int] = None
+    max_entries: Optional[int] = DEFAULT_MAX_ENTRIES
+    max_entries_per_identity: Optional[int] = DEFAULT_MAX_ENTRIES_PER_IDENTITY
     key_management_mobility: bool = False
     accept_forced_udp_encapsulation: bool = True
 
@@ -373,10 +389,19 @@ def _check_pad_authorization(c: _Context) -> Optional[str]:
 
 
 def _check_resources(c: _Context) -> Optional[str]:
+    # §10.3.1 / §6.1.8 status 130: a new entry beyond the cache's bound, or beyond what
+    # one identity may hold (an unknown identity, None, is bounded by the cache alone).
+    if c.existing is not None or c.bu.is_deregistration:
+        return None
     limit = c.cache.config.max_entries
-    if c.existing is None and not c.bu.is_deregistration and limit is not None \
-            and len(c.cache) >= limit:
+    if limit is not None and len(c.cache) >= limit:
         return f"binding cache full ({limit} entries)"
+    per_identity = c.cache.config.max_entries_per_identity
+    if per_identity is not None and c.identity is not None:
+        held = sum(1 for entry in c.cache.entries() if entry.ike_identity == c.identity)
+        if held >= per_identity:
+            return (f"IKE identity {c.identity!r} holds {held} bindings, the limit per "
+                    f"identity is {per_identity}")
     return None
 
 

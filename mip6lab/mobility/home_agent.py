@@ -42,7 +42,8 @@ from ..net.sim import ScheduledCall
 from ..wire.mip6 import (DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, MIP6OptIPv4AddrAck,
                          MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
                          build_ba, check_mobility_message)
-from .binding_cache import (BindingCache, BindingCacheEntry, BindingCreated, BindingDeleted,
+from .binding_cache import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_IDENTITY,
+                            BindingCache, BindingCacheEntry, BindingCreated, BindingDeleted,
                             invalid_care_of_address,
                             BindingExpired, BindingUpdated, BindingUpdateRefused,
                             BindingUpdateRequest, DiscardKeyManagementConnections,
@@ -59,13 +60,20 @@ ALL_NODES = "ff02::1"
 
 
 class HomeAgent:
-    """RFC 6275 home agent (with RFC 5555's IPv4 extensions) on ``node``."""
+    """RFC 6275 home agent (with RFC 5555's IPv4 extensions) on ``node``.
+
+    ``max_bindings`` and ``max_bindings_per_identity`` bound its binding cache, in all and
+    per IKE identity; beyond them a new registration gets BA 130, Insufficient resources
+    (RFC 6275 §6.1.8, §10.3.1; see :class:`HomeAgentConfiguration`, docs/security.md)."""
 
     def __init__(self, node: Node, coupling: HomeAgentCoupling | HomeAgentAuthOption, *,
                  home_interface: str,
                  home_prefix: str, address4: str | None = None,
                  ipv4_pool: str | None = None, max_lifetime: int = 0xFFFF,
-                 nat_refresh: int = 30, accept_forced_udp: bool = True) -> None:
+                 nat_refresh: int = 30, accept_forced_udp: bool = True,
+                 max_bindings: int | None = DEFAULT_MAX_ENTRIES,
+                 max_bindings_per_identity: int | None = DEFAULT_MAX_ENTRIES_PER_IDENTITY
+                 ) -> None:
         self.node = node
         self.coupling = coupling
         self.home_interface = node.interface(home_interface)
@@ -77,7 +85,8 @@ class HomeAgent:
         self.cache = BindingCache(HomeAgentConfiguration(
             home_prefixes={self.home_prefix: None}, max_lifetime=max_lifetime,
             key_management_mobility=coupling.k_bit,
-            accept_forced_udp_encapsulation=accept_forced_udp))
+            accept_forced_udp_encapsulation=accept_forced_udp, max_entries=max_bindings,
+            max_entries_per_identity=max_bindings_per_identity))
         self.stats: Counter[str] = Counter()
         self.by_ipv4: dict[IPv4Address, IPv6Address] = {}
         self._udp_context: tuple[IPv4Address, int] | None = None

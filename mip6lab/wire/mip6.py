@@ -499,10 +499,27 @@ def decapsulate_udp4(packet: bytes | Packet, *, port: int = DSMIP6_UDP_PORT) -> 
     if version == 6:
         if len(inner) < 40 or 40 + struct.unpack("!H", inner[4:6])[0] > len(inner):
             raise MalformedPacket("truncated inner IPv6 packet")
-        return IPv6(inner)
+        return _dissect_inner(IPv6, inner)
     if version == 4:
-        return IP(inner)
+        return _dissect_inner(IP, inner)
     raise MalformedPacket(f"UDP payload is IP version {version}")
+
+
+def _dissect_inner(cls: type[Packet], inner: bytes) -> Packet:
+    """scapy's dissection of the tunnelled packet; its failure is bad input.
+
+    scapy 2.8 raises on some headers a peer can send: ``IndexError`` guessing the class
+    after a routing header (next header 43) with fewer than 3 bytes left -- it reads the
+    Routing Type, RFC 8200 §4.4, to spot a segment routing header, RFC 8754 §2 --
+    ``struct.error`` on an IPv4 header cut short. The same rule as the node's own
+    dissection (``mip6lab.net.node._dissect``): a packet that does not dissect is
+    malformed (RFC 5555 §4.1 has the HA drop what is not an IP packet).
+    """
+    try:
+        return cls(inner)
+    except Exception as exc:
+        raise MalformedPacket(f"inner {cls.__name__} packet does not dissect "
+                              f"({type(exc).__name__})") from exc
 
 
 def build_dsmip6_bu(

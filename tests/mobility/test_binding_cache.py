@@ -5,6 +5,7 @@ from ipaddress import IPv4Address as V4, IPv6Address as V6, IPv6Network
 import pytest
 
 from mip6lab.mobility.binding_cache import (
+    DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_IDENTITY,
     HOME_REGISTRATION_CHECKS, BindingCache, BindingCreated, BindingDeleted, BindingExpired,
     BindingUpdateRefused, BindingUpdateRequest, DiscardKeyManagementConnections,
     HomeAgentConfiguration, MoveKeyManagementEndpoint, SendBindingAcknowledgement,
@@ -103,6 +104,33 @@ def test_insufficient_resources_130_only_for_new_entries():
     assert bc.process_bu(bu(hoa=HOA_B), "mn-b", pad, 0).status == 130
     assert HOA_B not in bc
     assert bc.process_bu(bu(seq=11), "mn-a", pad, 1).status == 0  # an update still fits
+
+
+def test_the_cache_is_bounded_by_default():
+    """RFC 6275 §10.3.1, docs/security.md: no configuration leaves the cache unbounded."""
+    config = HomeAgentConfiguration()
+    assert config.max_entries == DEFAULT_MAX_ENTRIES == 4096
+    assert config.max_entries_per_identity == DEFAULT_MAX_ENTRIES_PER_IDENTITY == 4
+
+
+def test_bindings_per_identity_130_beyond_the_limit_and_others_unaffected():
+    """§6.1.8 status 130: an identity authorized for a whole prefix (RFC 5026) registers
+    one home address after another; the 5th is refused, another identity still fits,
+    its own entries can still be refreshed, and a freed place can be taken again."""
+    prefix = [V6(f"2001:db8:1::{i:x}") for i in range(0x100, 0x106)]
+    authorized = {"mn-p": set(prefix), "mn-b": {HOA_B}}
+    lookup = lambda identity: authorized.get(identity, set())
+    bc = cache()
+    statuses = [bc.process_bu(bu(hoa=hoa), "mn-p", lookup, 0).status for hoa in prefix[:5]]
+    assert statuses == [0, 0, 0, 0, 130]
+    assert prefix[4] not in bc and len(bc) == 4
+    refused = [e for e in bc.process_bu(bu(hoa=prefix[5]), "mn-p", lookup, 1).events
+               if isinstance(e, BindingUpdateRefused)]
+    assert "limit per identity is 4" in refused[0].reason
+    assert bc.process_bu(bu(hoa=HOA_B), "mn-b", lookup, 1).status == 0
+    assert bc.process_bu(bu(hoa=prefix[0], seq=11), "mn-p", lookup, 2).status == 0
+    assert bc.process_bu(bu(hoa=prefix[0], seq=12, lifetime=0), "mn-p", lookup, 3).status == 0
+    assert bc.process_bu(bu(hoa=prefix[4], seq=13), "mn-p", lookup, 4).status == 0
 
 
 def test_registration_type_change_139():

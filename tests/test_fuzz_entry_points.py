@@ -1,0 +1,210 @@
+"""Fuzzing every decoder and engine entry point the wire reaches (DESIGN rule 6).
+
+The targets live in :mod:`mip6lab.testing.fuzz` (``benchmarks/fuzz.py`` runs the same ones
+for millions of inputs): IKE messages sealed with the SA's own keys around a mutated
+inner payload chain, to both ends of an ESTABLISHED pair and of a pair between
+IKE_SA_INIT and IKE_AUTH, cleartext IKE_SA_INIT; the Mobility Header with every option;
+the RFC 5555 UDP 4191 decapsulation, as a function and as the home agent's handler in a
+running lab; ESP inbound processing; a node's frame path in a running DSMIP6 lab. Each
+input may raise only the typed errors its API documents; each target checks what it can
+afterwards (see the module). Then the regression tests of the crashes it found.
+
+Examples per target: 10 000 where an input costs well under a millisecond; the targets
+that set up an IKE SA or step a lab per input get fewer (the reason is beside each), so
+that the file runs in about a minute on two shared cores; ``benchmarks/fuzz.py
+--inputs 10000`` gives those their 10 000 and more.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from mip6lab.errors import MalformedPacket
+from mip6lab.testing import fuzz
+
+_TARGETS: dict[str, fuzz.FuzzTarget] = {}
+
+
+def target(name: str) -> fuzz.FuzzTarget:
+    """Built once per session: an IKE pair, the labs (a second each) are reused."""
+    if name not in _TARGETS:
+        _TARGETS.update(fuzz.targets([name]))
+    return _TARGETS[name]
+
+
+def fuzz_test(name: str, examples: int):
+    """A hypothesis test feeding ``examples`` mutated inputs to target ``name``.
+
+    Hypothesis draws one integer per input and :func:`fuzz.random_mutations` turns it
+    into the seed and the mutations, as ``benchmarks/fuzz.py`` does: drawing each
+    mutation from hypothesis would shrink better but costs twice the time per input,
+    and a failure is reproduced from the integer hypothesis reports (the input's hex is
+    noted too)."""
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(n=st.integers(0, (1 << 64) - 1))
+    def test(n):
+        t = target(name)
+        rng = random.Random(n)
+        data = t.input(rng.randrange(len(t.seeds)), fuzz.random_mutations(rng),
+                       rng.random() < 0.5)
+        note(f"input {data.hex()}")
+        t.run(data)
+    test.__name__ = f"test_fuzz_{name.replace('-', '_')}"
+    return test
+
+
+# cheap decoders (well under a millisecond an input): 10 000 inputs each
+test_fuzz_mobility_header = fuzz_test("mobility-header", 10_000)
+test_fuzz_udp4191_decapsulate = fuzz_test("udp4191-decapsulate", 10_000)
+test_fuzz_esp = fuzz_test("esp", 10_000)
+# one IKE SA answers every input, then a genuine liveness request to show it still
+# works (two AES-GCM messages each way, ~1 ms an input): 3 000 each here
+test_fuzz_ike_responder = fuzz_test("ike-responder", 3_000)
+test_fuzz_ike_initiator = fuzz_test("ike-initiator", 3_000)
+# a fresh IkeSa pair per input, a D-H key pair for each request accepted: 2 000
+test_fuzz_ike_init = fuzz_test("ike-init", 2_000)
+# a fresh pair through IKE_SA_INIT per input (two D-H computations, ~15 ms): 120 each
+test_fuzz_ike_auth_responder = fuzz_test("ike-auth-responder", 120)
+test_fuzz_ike_auth_initiator = fuzz_test("ike-auth-initiator", 120)
+# the running lab is stepped 20 ms of simulated time after each input (~3 ms): 800 each
+test_fuzz_ha_udp_tunnel = fuzz_test("ha-udp-tunnel", 800)
+test_fuzz_node_frame = fuzz_test("node-frame", 800)
+
+
+def test_every_target_is_fuzzed_here():
+    tested = {name.removeprefix("test_fuzz_").replace("_", "-")
+              for name in globals() if name.startswith("test_fuzz_")}
+    assert tested == set(fuzz.NAMES)
+
+
+def test_the_frame_targets_reach_both_mobility_nodes():
+    """The node-frame seeds are the HA's and the MN's own traffic (BUs in UDP 4191, ESP,
+    IKE, ND, ARP), so that mutations land in the mobility code, not only in Ethernet."""
+    frames = target("node-frame").feed.__self__.frames       # the DsmipLab behind it
+    assert {node for node, _ifname, _frame in frames} == {"ha", "mn"}
+    assert any(frame[12:14] == b"\x08\x00" and frame[23] == 17
+               and (4191).to_bytes(2, "big") in (frame[34:36], frame[36:38])
+               for _node, _ifname, frame in frames)          # IPv4/UDP 4191
+
+
+def test_mutate_applies_each_kind_after_start():
+    data = bytes(range(10))
+    assert fuzz.mutate(data, []) == data
+    assert fuzz.mutate(data, [("set", 0, 0xAA)], start=4) == data[:4] + b"\xaa" + data[5:]
+    assert fuzz.mutate(data, [("truncate", 2, 0)], start=4) == data[:6]
+    assert fuzz.mutate(data, [("delete", 0, 1)], start=8) == data[:8]
+    assert fuzz.mutate(data, [("extend", 0, 2)]) == data + b"\x02" * 3
+    assert fuzz.mutate(data, [("flip", 1, 3)]) == data[:1] + b"\x09" + data[2:]
+
+
+# -- regressions: the crashes the harness found -----------------------------------------------
+
+
+def _udp4191(inner: bytes) -> bytes:
+    return fuzz.fix_udp4191(bytes.fromhex("45000000000100004011" "0000" "c6336428c0000201"
+                                          "105f105f00000000") + inner)
+
+
+@pytest.mark.parametrize("inner", [
+    # IPv6, next header 43 (routing), 2 bytes of payload: scapy reads the Routing Type
+    # (byte 2) to spot a segment routing header (RFC 8754) and raised IndexError
+    bytes.fromhex("6000000000022b40") + bytes(32) + b"\x11\x02",
+    # IPv4, header length 20 but only 3 bytes: scapy's struct.error
+    bytes.fromhex("450000030001000040018e4bc0000246c6"),
+], ids=["routing-header-cut", "ipv4-cut"])
+def test_udp4191_inner_packet_scapy_cannot_dissect_is_malformed(inner):
+    """RFC 5555 §4.1: what is not an IP packet in UDP 4191 is refused as MalformedPacket
+    (it was scapy's IndexError / struct.error out of ``decapsulate_udp4``)."""
+    from mip6lab.wire.mip6 import decapsulate_udp4
+
+    with pytest.raises(MalformedPacket, match="does not dissect"):
+        decapsulate_udp4(_udp4191(inner))
+
+
+def test_udp4191_segment_routing_header_still_decapsulates():
+    from mip6lab.wire.mip6 import decapsulate_udp4
+    from scapy.layers.inet6 import IPv6ExtHdrSegmentRouting
+
+    srh = fuzz.udp4191_seeds()[1]
+    packet = decapsulate_udp4(srh)
+    assert packet[IPv6ExtHdrSegmentRouting].addresses == ["2001:db8::2", "2001:db8::3"]
+
+
+@pytest.fixture
+def pair():
+    return fuzz.IkePair.established()
+
+
+def _child_response_plain(pair) -> bytes:
+    """The plaintext of a genuine CREATE_CHILD_SA response (on a throwaway pair)."""
+    other = fuzz.IkePair.established()
+    other.i.create_child()
+    request = other.one(other.i)
+    other.deliver(other.r, request)
+    return fuzz._plaintext(other.r, other.one(other.r).data, False)
+
+
+def test_a_response_of_another_exchange_is_dropped_and_the_sa_goes_on(pair):
+    """RFC 7296 §3.1: the Exchange Type says which exchange a message belongs to; a
+    CREATE_CHILD_SA response to a liveness check (INFORMATIONAL) is not its answer. It was
+    read against the liveness request's empty context: KeyError out of ``receive``."""
+    from mip6lab.ikev2.sa import MessageDropped
+
+    plain = _child_response_plain(pair)
+    i = pair.i
+    i.check_liveness()
+    i.datagrams_to_send()
+    message_id, children = i.pending.message_id, dict(i.children)
+    i.receive(fuzz._sealed(i, plain, from_initiator=False, response=True,
+                           message_id=message_id), fuzz._INITIATOR[1], 500, 0, 500)
+    (dropped,) = fuzz.drain(i)
+    assert isinstance(dropped, MessageDropped) and "exchange 36" in dropped.reason
+    assert i.pending.message_id == message_id and i.children == children
+    # the genuine answer still closes the liveness check
+    i.receive(fuzz._sealed(i, fuzz._LIVENESS, from_initiator=False, response=True,
+                           message_id=message_id), fuzz._INITIATOR[1], 500, 0, 500)
+    assert i.pending is None and i.state == "ESTABLISHED"
+
+
+def _without_proposals(plain: bytes, keep: int) -> bytes:
+    """``plain`` with its SA payload holding ``keep`` copies of the chosen proposal
+    (``keep=0``: one proposal of protocol 7, which no one can choose, §3.3.1)."""
+    from mip6lab.wire import ikev2 as w
+
+    payloads = w.decode_inner_payloads(plain[1], plain[2:])
+    at = next(n for n, p in enumerate(payloads) if isinstance(p, w.IKEv2_SA))
+    chosen = w.decode_sa(payloads[at])[0]
+    payloads[at] = w.build_sa_payload([chosen] * max(keep, 1))
+    if not keep:
+        payloads[at].prop.proto = 7
+    first_type, inner = w.build_inner_payloads([p.copy() for p in payloads])
+    return bytes([plain[0], first_type]) + inner
+
+
+@pytest.mark.parametrize("keep", [0, 2], ids=["no-proposal", "two-proposals"])
+def test_a_child_response_must_choose_exactly_one_proposal(pair, keep):
+    """RFC 7296 §2.7: the responder chooses exactly one proposal. A CREATE_CHILD_SA
+    response whose SA payload has none raised IndexError out of ``receive``; now the
+    exchange fails with a reason, no child SA is made, the IKE SA goes on."""
+    from mip6lab.ikev2.sa import IkeSaFailed
+
+    plain = _without_proposals(_child_response_plain(pair), keep)
+    i = pair.i
+    children = dict(i.children)
+    i.create_child()
+    i.datagrams_to_send()
+    i.receive(fuzz._sealed(i, plain, from_initiator=False, response=True,
+                           message_id=i.pending.message_id), fuzz._INITIATOR[1], 500, 0, 500)
+    (failed,) = fuzz.drain(i)
+    assert isinstance(failed, IkeSaFailed)
+    assert f"chose {keep} proposals, not one (§2.7)" in failed.reason
+    assert i.children == children and i.pending is None and i.state == "ESTABLISHED"
+    # and it still answers the peer's genuine request (§1.4)
+    i.receive(fuzz._sealed(i, fuzz._LIVENESS, from_initiator=False, response=False,
+                           message_id=i.expected_request_id), fuzz._INITIATOR[1], 500, 0, 500)
+    assert len(i.datagrams_to_send()) == 1 and i.state == "ESTABLISHED"
