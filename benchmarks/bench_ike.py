@@ -3,8 +3,10 @@
 Two engines pumped against each other in memory, with aes256gcm16-prfsha256-curve25519.
 The baseline, measured in the same run, is the handshake's unavoidable public-key work
 alone: four X25519 key generations and two exchanges per handshake (both sides), done
-directly with `cryptography` -- so the ratio shows what the protocol machinery (scapy
-messages, SK payloads, key derivation, AUTH) costs on top.
+directly with `cryptography` -- so the ratio shows what the protocol machinery (the
+engine's struct-level codec, mip6lab.wire.ikev2_codec; SK payloads, key derivation, AUTH)
+costs on top. Target (issue 14.4): >= 0.25x the floor, i.e. about 0.5 ms for both sides.
+Before the codec the engine built and dissected every message with scapy: 0.016x.
 """
 
 from __future__ import annotations
@@ -54,5 +56,5 @@ def run() -> list[Result]:
     return [
         Result("X25519 work of a handshake (floor)", floor, "handshakes/s"),
         Result("mip6lab IKE_SA_INIT+IKE_AUTH in process", ours, "handshakes/s",
-               "the X25519 floor", floor),
+               "the X25519 floor", floor, target=">= 0.25x"),
     ]

@@ -9,7 +9,8 @@ namespace ``us``, a loop of initiate + delete) and a second charon (namespace ``
 The instrument is the same for both: tcpdump on the responder's two interfaces, and for each
 IKE SA the time from the IKE_SA_INIT request to the IKE_AUTH response as the responder saw
 them on the wire (so neither process start-up nor swanctl's vici round trip is counted).
-Result: median handshake time, ours / strongSwan's; target ours <= 1.2x strongSwan's.
+Result: median handshake time, ours / strongSwan's; target ours <= 1.0x strongSwan's
+(issue 14.4; it was 1.2x before the engine moved onto its struct-level codec).
 Needs root, network namespaces, charon + swanctl + tcpdump: otherwise it says why and skips.
 """
 
@@ -230,19 +231,19 @@ def run() -> list[Result]:
     shutil.rmtree(directory, ignore_errors=True)
     ours, theirs = statistics.median(m["ours_wire"]), statistics.median(m["sw_wire"])
     ratio = ours / theirs
-    verdict = "met" if ratio <= 1.2 else "NOT met"
+    verdict = "met" if ratio <= 1.0 else "NOT met"
     print(f"   handshakes: ours {len(m['ours_wire'])}, strongSwan {len(m['sw_wire'])} "
           f"({ROUNDS} alternating rounds of {PER_ROUND}, {WARMUP} warm-up each dropped)")
     print(f"   IKE_SA_INIT req -> IKE_AUTH resp on the wire, median: ours {ours * 1e3:.2f} ms,"
           f" strongSwan {theirs * 1e3:.2f} ms -> ours/strongSwan time = {ratio:.2f}x "
-          f"[target <= 1.2x: {verdict}]")
+          f"[target <= 1.0x: {verdict}]")
     print(f"   initiator wall per handshake, median: ours (driver loop) "
           f"{statistics.median(m['ours_wall']) * 1e3:.2f} ms, strongSwan (swanctl --initiate, "
           f"incl. swanctl start-up and vici) {statistics.median(m['sw_wall']) * 1e3:.2f} ms")
     return [
         Result("strongSwan->strongSwan handshake (wire)", 1 / theirs, "handshakes/s"),
         Result("ours->strongSwan handshake (wire)", 1 / ours, "handshakes/s",
-               "strongSwan->strongSwan", 1 / theirs, target=">= 0.83x (time <= 1.2x)"),
+               "strongSwan->strongSwan", 1 / theirs, target=">= 1.0x (time <= 1.0x)"),
     ]
 
 

@@ -4,10 +4,12 @@
     python benchmarks/run.py network    # only those whose name contains "network"
     python benchmarks/run.py mobility --large   # options (--...) go to mobility.py
     python benchmarks/run.py dashboard --rounds=3   # ... or to dashboard.py (--x=v)
+    python benchmarks/run.py fuzz --inputs=2000 --jobs=2   # ... or to fuzz.py
 
 Each benchmark module defines ``run() -> list[Result]`` (``mobility.py``, a home agent
-registering N mobile nodes, and ``dashboard.py``, the lab dashboard's latency, bytes and
-memory, take the ``--`` options: ``run(options)``). A result names
+registering N mobile nodes, ``dashboard.py``, the lab dashboard's latency, bytes and
+memory, and ``fuzz.py``, every fuzz target for a few inputs (1 000 each by default),
+take the ``--`` options: ``run(options)``). A result names
 its baseline, measured in the same process (or run) just before or after, so the ratio
 means something on any machine. No target here is a test: targets are printed beside
 the ratio.
@@ -28,7 +30,8 @@ from common import Result  # noqa: E402
 def main(argv: list[str]) -> int:
     wanted = [a for a in argv[1:] if not a.startswith("--")] or [""]
     options = [a for a in argv[1:] if a.startswith("--")]
-    modules = sorted(p.stem for p in HERE.glob("bench_*.py")) + ["mobility", "dashboard"]
+    with_options = ("mobility", "dashboard", "fuzz")
+    modules = sorted(p.stem for p in HERE.glob("bench_*.py")) + list(with_options)
     selected = [m for m in modules if any(w in m for w in wanted)]
     if not selected:
         print(f"no benchmark matches {wanted}; there are: {', '.join(modules)}")
@@ -36,7 +39,7 @@ def main(argv: list[str]) -> int:
     for name in selected:
         module = importlib.import_module(name)
         print(f"== {name}: {module.__doc__.strip().splitlines()[0]}")
-        results: list[Result] = module.run(options) if name in ("mobility", "dashboard") \
+        results: list[Result] = module.run(options) if name in with_options \
             else module.run()
         for result in results:
             print("   " + result.line())

@@ -115,10 +115,56 @@ def _parser() -> argparse.ArgumentParser:
                      "into DIR; use it as WIRESHARK_CONFIG_DIR or copy it to your profile")
     run.add_argument("--ladder", action="store_true", help="print a sequence diagram")
     _compare_parser(commands)
+    _chaos_parser(commands)
     from .exercises.cli import add_parser as _exercises_parser
     _exercises_parser(commands)
     _ike_parser(commands)
     return parser
+
+
+def _chaos_parser(commands) -> None:
+    from .chaos import DEFAULT_DUPLICATE, DEFAULT_REORDER, DEFAULT_SCENARIOS
+
+    chaos = commands.add_parser("chaos", help="the mobility scenarios over many seeds "
+                                "under loss, duplication and reordering: a completion table")
+    chaos.add_argument("--scenario", action="append", dest="scenarios", metavar="NAME",
+                       help=f"repeatable (default: {', '.join(DEFAULT_SCENARIOS)})")
+    chaos.add_argument("--security", default="ipsec,auth-option", metavar="M,M",
+                       help="security modes (default: both, where a scenario has them)")
+    chaos.add_argument("--seeds", type=int, default=20, metavar="N",
+                       help="seeds 0..N-1 per cell (default 20)")
+    chaos.add_argument("--loss", default="0,10,20,30,40", metavar="P,P",
+                       help="loss columns in percent (default 0,10,20,30,40)")
+    chaos.add_argument("--duplicate", type=float, default=DEFAULT_DUPLICATE * 100,
+                       metavar="P", help="duplication column in percent (0: none)")
+    chaos.add_argument("--reorder", type=float, default=DEFAULT_REORDER * 100,
+                       metavar="P", help="reordering column in percent (0: none)")
+    chaos.add_argument("--visit", type=float, default=5.0, metavar="S",
+                       help="seconds between the MN's moves (default 5, the scripts')")
+    chaos.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="processes (default: one per core)")
+    chaos.add_argument("--set", dest="settings", action="append", default=[],
+                       metavar="KEY=VALUE", help="a scenario option for every run")
+    chaos.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from .chaos import DEFAULT_SCENARIOS, run_chaos
+
+    try:
+        losses = [float(p) / 100 for p in args.loss.split(",") if p.strip()]
+    except ValueError:
+        raise ScenarioError(f"--loss: {args.loss!r} is not a comma list of percentages")
+    table = run_chaos(args.scenarios or DEFAULT_SCENARIOS,
+                      [m.strip() for m in args.security.split(",") if m.strip()],
+                      losses, args.duplicate / 100, args.reorder / 100, seeds=args.seeds,
+                      visit=args.visit, jobs=args.jobs,
+                      options=_parse_settings(args.settings))
+    if args.json:
+        print(json.dumps(table.to_dict(), indent=2))
+    else:
+        print(table.render())
+    return 0
 
 
 def _compare_parser(commands) -> None:
@@ -552,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args)
+        if args.command == "chaos":
+            return _chaos(args)
         if args.command == "code-split":
             return _code_split(args)
         if args.action == "list":

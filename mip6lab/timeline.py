@@ -58,6 +58,10 @@ class Timeline:
 
     def __init__(self, lab: Lab, until: float | None = None,
                  runner: Any | None = None, slice_s: float = 0.25) -> None:
+        if lab.trace.level != "full":
+            # time travel is over every event, frames included (mip6lab.trace levels)
+            raise TimelineError(f"a timeline needs the full trace; this lab's trace level "
+                                f"is {lab.trace.level!r}")
         self.lab = lab
         self.until_us = None if until is None else int(round(until * 1_000_000))
         #: a real-time runner (``RealTimeRunner``) to advance with, or None (simulator)

@@ -16,6 +16,25 @@ Kinds used by the network layer:
 Later modules add their own kinds (for example the key engine's seam crossings); the
 trace does not restrict them.
 
+Levels: what the trace keeps (:data:`LEVELS`; ``Lab(trace_level=...)``, a scenario's
+``trace_level=``, or ``trace.level = ...`` at any time):
+
+``"full"``    (the default, what a course needs) every event, packet events with the
+              frame's bytes: the dashboard, the timeline, ladders and pcaps read these.
+``"events"``  every event except the frames on the links (``tx`` and ``rx``): what the
+              modules did -- state changes, seam crossings, drops and errors (a drop
+              still carries the bytes of what it dropped) -- without the traffic. The
+              frames are counted in :attr:`Trace.counts`.
+``"counts"``  no event kept: :attr:`Trace.counts` alone, the number of events of each
+              kind. For runs at scale (``benchmarks/mobility.py``), where a trace of
+              every frame of 10 000 mobile nodes would be most of the memory.
+
+A kept event is made when it is emitted; one that is not kept is never built (no
+object, no summary), so a lower level saves the time as well as the memory. Code that
+formats an expensive summary asks :meth:`Trace.keeps` first. :meth:`Trace.emit`
+returns the event, or None when the level does not keep it. Subscribers see the kept
+events only; the timeline (:mod:`mip6lab.timeline`) needs ``"full"``.
+
 Exports: :meth:`Events.ladder` draws a text sequence diagram; :meth:`Events.write_pcapng`
 writes one pcapng with one interface per link; :meth:`Events.write_pcaps` one classic
 pcap per link.
@@ -34,6 +53,11 @@ from .net.frames import describe
 
 LINKTYPE_ETHERNET = 1
 PACKET_KINDS = frozenset({"tx", "rx"})
+#: the trace levels, from the most kept to the least (see the module docstring)
+LEVELS = ("full", "events", "counts")
+#: the kinds each level leaves out (None: every kind)
+_LEFT_OUT: dict[str, frozenset[str] | None] = {"full": frozenset(), "events": PACKET_KINDS,
+                                               "counts": None}
 
 
 class Event:
@@ -56,7 +80,7 @@ class Event:
         self.link = link
         self.peer = peer
         self.reason = reason
-        self.data = data or {}
+        self.data = {} if data is None else data
 
     @property
     def time(self) -> float:
@@ -251,17 +275,46 @@ class _LinkPcapNgWriter(RawPcapNgWriter):
 
 
 class Trace:
-    """The lab's event stream. Modules call :meth:`emit`; readers use :attr:`events`."""
+    """The lab's event stream. Modules call :meth:`emit`; readers use :attr:`events`.
 
-    def __init__(self, clock: Callable[[], int]) -> None:
+    ``level`` says what is kept (:data:`LEVELS`, "full" by default); :attr:`counts`
+    counts every event emitted, kept or not, by kind. An event's ``index`` is its place
+    in :attr:`events`, so it numbers the kept events only.
+    """
+
+    def __init__(self, clock: Callable[[], int], level: str = "full") -> None:
         self._clock = clock
         self.events = Events()
+        self.counts: dict[str, int] = {}
         self._subscribers: list[Callable[[Event], None]] = []
+        self.level = level
+
+    @property
+    def level(self) -> str:
+        return self._level
+
+    @level.setter
+    def level(self, level: str) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"trace level is one of {', '.join(LEVELS)}, not {level!r}")
+        self._level = level
+        self._left_out = _LEFT_OUT[level]
+
+    def keeps(self, kind: str) -> bool:
+        """Whether an event of ``kind`` emitted now would be kept (worth a summary)."""
+        left_out = self._left_out
+        return left_out is not None and kind not in left_out
 
     def emit(self, node: str, module: str, kind: str, summary: str | None = None, *,
              packet: bytes | None = None, link: str | None = None,
              peer: str | None = None, reason: str | None = None,
-             **data: Any) -> Event:
+             **data: Any) -> Event | None:
+        """Record one event (if the level keeps its kind); the event, or None."""
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
+        left_out = self._left_out
+        if left_out is None or kind in left_out:
+            return None
         event = Event(len(self.events), self._clock(), node, module, kind, summary,
                       packet, link, peer, reason, data)
         self.events.append(event)

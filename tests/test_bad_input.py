@@ -445,13 +445,15 @@ def test_neighbour_queue_full(lab):
     run_steps(lab, 5)
     events = lab.trace.events[mark:]
     reasons = [e.reason for e in interesting_drops(events)]
-    assert reasons == (["resolution queue full"] * (5 - QUEUE_PER_NEIGHBOR)
+    assert reasons == (["resolution queue full: oldest packet replaced"]
+                       * (5 - QUEUE_PER_NEIGHBOR)
                        + [f"address resolution of {ghost} failed"] * QUEUE_PER_NEIGHBOR)
     assert all(e.node == "r" and e.module == "nd" for e in interesting_drops(events))
-    # the queued ones (seq 0-2) are answered; the ones dropped at once are not
+    # RFC 4861 §7.2.2: the newest replace the oldest, so the last ones (seq 2-4) are
+    # still queued when resolution fails and are answered; the replaced ones are not
     answers = _received(events, "x", ICMPv6DestUnreach)
     assert sorted(p[ICMPv6DestUnreach].payload[ICMPv6EchoRequest].seq for p in answers) \
-        == list(range(QUEUE_PER_NEIGHBOR))
+        == list(range(5 - QUEUE_PER_NEIGHBOR, 5))
     assert_clean(lab)
     assert_works(lab, "x")
 

@@ -290,3 +290,110 @@ def test_write_pcaps_writes_one_classic_pcap_per_link(captures):
         assert [int(r["frame.len"][0]) for r in rows] == [len(e.packet) for e in frames]
         assert [Decimal(r["frame.time_epoch"][0]) for r in rows] == \
             [Decimal(e.time_us) / 1_000_000 for e in frames]
+
+
+# -- trace levels ---------------------------------------------------------------------------
+
+
+def _pinged_at(level: str) -> Lab:
+    lab = Lab(seed=11, build=build_small, trace_level=level)
+    for seq in range(1, 4):
+        lab.at(0.5 * (seq - 1), lab.nodes["h1"].ping, H2_6, seq)
+    lab.run(until=4.5)
+    return lab
+
+
+def _kinds(events) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    return counts
+
+
+def _module_events(events) -> list[tuple]:
+    return [(e.time_us, e.node, e.module, e.kind, e.summary, e.reason) for e in events
+            if e.kind not in ("tx", "rx")]
+
+
+def test_the_default_level_is_full_and_keeps_every_frame_with_its_bytes(pinged):
+    assert Lab().trace.level == "full" and Lab().trace_level == "full"
+    assert pinged.trace.level == "full"
+    frames = pinged.events.filter(kind={"tx", "rx"})
+    assert frames and all(isinstance(e.packet, bytes) and e.packet for e in frames)
+    # every event emitted is kept: the counts and the list agree
+    assert pinged.trace.counts == _kinds(pinged.events)
+    assert pinged.trace.keeps("tx") and pinged.trace.keeps("state")
+
+
+def test_events_level_keeps_what_the_modules_did_and_counts_the_frames(pinged):
+    lab = _pinged_at("events")
+    assert lab.trace.level == "events"
+    assert not lab.events.filter(kind={"tx", "rx"})
+    assert not lab.trace.keeps("tx") and not lab.trace.keeps("rx")
+    assert lab.trace.keeps("state") and lab.trace.keeps("drop")
+    # the same run (a level changes what is recorded, never what happens) ...
+    assert lab.sim.executed == pinged.sim.executed
+    assert lab.trace.counts == pinged.trace.counts
+    # ... and every event that is not a frame, as the full trace has it, numbered anew
+    assert _module_events(lab.events) == _module_events(pinged.events)
+    assert [e.index for e in lab.events] == list(range(len(lab.events)))
+
+
+def test_counts_level_keeps_no_event_and_calls_no_subscriber(pinged):
+    lab = _pinged_at("counts")
+    assert len(lab.trace) == 0 and list(lab.events) == []
+    assert lab.trace.counts == pinged.trace.counts
+    assert lab.trace.counts["tx"] > 0 and lab.trace.counts["rx"] > 0
+    seen = []
+    lab.trace.subscribe(seen.append)
+    assert lab.trace.emit("h1", "mod", "state", "hello") is None
+    assert seen == [] and lab.trace.counts["state"] == pinged.trace.counts["state"] + 1
+    assert not lab.trace.keeps("state")
+
+
+def test_level_can_change_while_the_lab_runs_and_reset_keeps_the_labs_level():
+    lab = Lab(seed=3, build=build_small, trace_level="counts")
+    lab.nodes["h1"].ping(H2_6, 1)
+    lab.run(until=1.0)
+    assert len(lab.events) == 0
+    lab.trace.level = "full"
+    lab.nodes["h1"].ping(H2_6, 2)
+    lab.run(until=2.0)
+    assert lab.events.filter(kind="tx") and lab.events[0].index == 0
+    lab.reset()
+    assert lab.trace.level == "counts" and len(lab.events) == 0
+    assert lab.trace.counts == Lab(seed=3, build=build_small).trace.counts   # the build's
+
+
+def test_a_level_that_does_not_exist_is_refused():
+    with pytest.raises(ValueError, match="trace level"):
+        Lab(trace_level="some")
+    lab = Lab()
+    with pytest.raises(ValueError, match="trace level"):
+        lab.trace.level = "verbose"
+    assert lab.trace.level == "full"
+
+
+def test_a_scenario_takes_the_level_and_the_dashboard_still_gets_everything():
+    from mip6lab.scenarios import ScenarioError, create
+    from mip6lab.timeline import Timeline, TimelineError
+    from mip6lab.widgets.session import Session
+
+    quiet = create("home-registration", seed=1, trace_level="events")
+    assert quiet.lab.trace.level == "events"
+    with pytest.raises(TimelineError, match="full trace"):
+        Timeline(quiet.lab)
+    with pytest.raises(ScenarioError):
+        create("home-registration", seed=1, trace_level="loud")
+    # the dashboard's default: a full trace, every event recorded by the timeline
+    session = Session("home-registration", seed=1)
+    assert session.lab.trace.level == "full"
+    session.lab.run(until=session.scenario.duration)
+    lab = session.lab
+    assert len(lab.events) == sum(lab.trace.counts.values())
+    assert session.timeline.recorded == len(lab.events)
+    assert lab.events.filter(kind="tx") and all(e.packet for e in lab.events.frames())
+    # the events level keeps exactly the full trace's module events, same run
+    quiet.lab.run(until=quiet.duration)
+    assert quiet.lab.trace.counts == lab.trace.counts
+    assert _module_events(quiet.lab.events) == _module_events(lab.events)

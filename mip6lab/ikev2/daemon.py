@@ -670,6 +670,41 @@ class IkeDaemon:
         sa.delete(self.node.sim.now_us)
         self._pump(sa)
 
+    def check_liveness(self, sa: IkeSa) -> bool:
+        """RFC 7296 §2.4: an empty INFORMATIONAL request to see whether the peer is still
+        there; unanswered after every retransmission, the IKE SA fails (``IkeSaFailed``,
+        "peer unreachable") and its listeners decide what follows. Only on an established
+        SA with no request outstanding (one request at a time, §2.3); True if sent."""
+        if sa.state != "ESTABLISHED" or sa.pending is not None:
+            return False
+        self._announce(sa, f"liveness check of {sa.remote} (RFC 7296 §2.4)")
+        sa.check_liveness(self.node.sim.now_us)
+        self._pump(sa)
+        return True
+
+    def restart(self) -> int:
+        """The daemon restarts: every IKE SA is gone without a message (a reboot tells no
+        peer), with its child SAs, the policies installed for them, the address leases
+        and the PAD entries that tied those addresses to peers. Returns how many IKE SAs
+        were lost. The peers find out by their own liveness checks (RFC 7296 §2.4)."""
+        lost = [sa for sa in self.sas.values() if sa.state != "CLOSED"]
+        for sa in lost:
+            self.forget(sa)
+        for sa in self.sas.values():           # closed ones too: nothing may survive
+            if not sa.initiator and sa.peer_id is not None:
+                self._by_peer.pop(sa.peer_id, None)
+        for timer in self._half_open_timers.values():
+            timer.cancel()
+        self.sas.clear()
+        self.established.clear()
+        self._half_open.clear()
+        self._half_open_timers.clear()
+        self._by_address.clear()
+        self._by_peer.clear()
+        self.changes += 1
+        self.node.announce("ike", f"{self.name} restarted: {len(lost)} IKE SA(s) lost")
+        return len(lost)
+
     def rekey_ike(self, sa: IkeSa) -> None:
         """Rekey the IKE SA (§1.3.2); its successor is registered when established."""
         sa.rekey_ike(self.node.sim.now_us)

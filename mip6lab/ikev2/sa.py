@@ -22,10 +22,16 @@ integrity, unknown critical payloads -- is dropped with an event saying why, or 
 with the notify RFC 7296 prescribes (INVALID_SYNTAX, UNSUPPORTED_CRITICAL_PAYLOAD,
 NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, AUTHENTICATION_FAILED, TS_UNACCEPTABLE,
 INTERNAL_ADDRESS_FAILURE); the state stays as it was.
+
+Messages are read and written with the struct-level codec
+(:mod:`mip6lab.wire.ikev2_codec`), not scapy: scapy took ~7 ms of a handshake's
+build and dissect. What a person sees of the same bytes is scapy's
+(:mod:`mip6lab.wire.ikev2`).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,13 +46,22 @@ from ..crypto.ike.natd import nat_detection_hash
 from ..crypto.ike.proposals import Proposal, select_proposal
 from ..crypto.ike.sk import decrypt_message, encrypt_message
 from ..errors import MalformedPacket, RemoteProtocolError
-from ..wire import ikev2 as w
+from ..wire import ikev2_codec as c
+from ..wire.ikev2 import CpAttributeType, NotifyType as N
 from . import certs
 from .config import ID_TYPE_NUMBERS, IkeConfig
 from .pools import PoolExhausted
 from .ts import TrafficSelector, narrow
 
 IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL = 34, 35, 36, 37
+CFG_REQUEST, CFG_REPLY = 1, 2                    # §3.15
+#: what ``IkeConfig.request`` names, as configuration attributes (RFC 4877 §9, RFC 5026)
+_REQUESTED = {"ipv6": CpAttributeType.INTERNAL_IP6_ADDRESS,
+              "ipv4": CpAttributeType.INTERNAL_IP4_ADDRESS,
+              "home-prefix": CpAttributeType.MIP6_HOME_PREFIX}
+_NON_ESP_MARKER = bytes(4)                       # RFC 3948 §2.2, before IKE on UDP 4500
+#: what an initiator asks for before it knows its address (every IPv6, every IPv4)
+_ANY_ADDRESS = (TrafficSelector.from_network("::/0"), TrafficSelector.from_network("0.0.0.0/0"))
 #: RFC 7427 §4: the hashes we announce in SIGNATURE_HASH_ALGORITHMS (SHA2-256/384/512)
 SIGNATURE_HASHES = (2, 3, 4)
 _SCHEME_HASH = {2: "256", 3: "384", 4: "512"}
@@ -224,8 +239,8 @@ class IkeSa:
         self.authorize = authorize
         self.peer_psk: bytes | None = None       # the key of this peer (config.peer_psks)
         self.initiator = initiator
-        self.local = ipaddress.ip_address(local)
-        self.remote = ipaddress.ip_address(remote)
+        self.local = local          # ipaddress values; see the properties
+        self.remote = remote
         self.local_port, self.remote_port = local_port, remote_port
         self.random = random
         self.allocate_spi = allocate_spi
@@ -262,6 +277,28 @@ class IkeSa:
         self.peer_hash_algorithms: tuple[int, ...] = ()   # its SIGNATURE_HASH_ALGORITHMS
         self.peer_certreq: list[bytes] = []     # SPKI SHA-1 hashes it asked for (§3.7)
         self.peer_certificate = None            # its verified end-entity certificate
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def local(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """Our address; set it from text or an ``ipaddress`` value."""
+        return self._local
+
+    @local.setter
+    def local(self, value: Any) -> None:
+        self._local = _ip(value)
+        self._local_text = None     # its text, made when a datagram first names it
+
+    @property
+    def remote(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The peer's address; set it from text or an ``ipaddress`` value."""
+        return self._remote
+
+    @remote.setter
+    def remote(self, value: Any) -> None:
+        self._remote = _ip(value)
+        self._remote_text = None
 
     # -- driver interface ------------------------------------------------------------------
 
@@ -317,8 +354,12 @@ class IkeSa:
         self.messages_sent += 1
         # on the NAT-T port every IKE message carries the non-ESP marker (RFC 3948 §2.2);
         # the peer's side of it may be any port a NAT chose
-        payload = w.wrap_udp(data, 4500) if self.local_port == 4500 else data
-        self._out.append(Datagram(payload, str(self.local), str(self.remote),
+        payload = _NON_ESP_MARKER + data if self.local_port == 4500 else data
+        if self._local_text is None:
+            self._local_text = _text(self._local)
+        if self._remote_text is None:
+            self._remote_text = _text(self._remote)
+        self._out.append(Datagram(payload, self._local_text, self._remote_text,
                                   self.local_port, self.remote_port))
 
     def _transmit(self, request: _Request) -> None:
@@ -346,50 +387,24 @@ class IkeSa:
 
     def _build(self, exchange: int, payloads: list, message_id: int, *, response: bool,
                encrypted: bool) -> bytes:
-        message = w.build_message_bytes(exchange, [] if encrypted else payloads,
-                                        init_spi=self.spi_i, resp_spi=self.spi_r,
-                                        message_id=message_id, initiator=self.initiator,
-                                        response=response)
+        """The message's octets (§3.1); with ``encrypted`` the payloads go into an SK
+        payload (§3.14) sealed with our direction's keys."""
+        flags = (0x08 if self.initiator else 0) | (0x20 if response else 0)
+        first, chain = c.encode_payloads(payloads)
         if not encrypted:
-            return message
-        first, inner = w.build_inner_payloads(payloads)
+            return c.encode_header(self.spi_i, self.spi_r, first, exchange, flags,
+                                   message_id, 28 + len(chain)) + chain
         cipher = self.keys.cipher(from_initiator=self.initiator)
-        return encrypt_message(cipher, message[:28], first, inner,
-                               self.random(cipher.iv_size))
+        header = c.encode_header(self.spi_i, self.spi_r, c.PayloadType.SK, exchange, flags,
+                                 message_id, 0)
+        return encrypt_message(cipher, header, first, chain, self.random(cipher.iv_size))
 
-    # -- payloads built once -----------------------------------------------------------
+    def _sa_payload(self, proposals: list[Proposal], spi: bytes) -> c.SA:
+        """An SA payload for ``proposals``, each with ``spi`` (§3.3.1)."""
+        return c.sa_payload([p.with_(spi=spi) for p in proposals])
 
-    def _memo(self, key: tuple, build: Callable[[], Any]) -> w.BuiltPayload:
-        """A payload that depends only on ``key``: built by scapy the first time, then
-        reused as bytes (building an IKE_AUTH costs about a millisecond otherwise)."""
-        cache = self.config.wire_cache
-        built = cache.get(key)
-        if built is None:
-            payload = build()
-            built = cache[key] = w.BuiltPayload(w.payload_type_of(payload),
-                                                w.chain_bytes([payload]))
-        return built
-
-    def _notify(self, name: str) -> w.BuiltPayload:
-        return self._memo(("N", name), lambda: w.IKEv2_Notify(type=name))
-
-    def _sa_payload(self, proposals: list[Proposal], spi: bytes) -> w.BuiltPayload:
-        """An SA payload for ``proposals``, each with ``spi``: a template built once with
-        zero SPIs, the SPI written into each proposal substructure (§3.3.1: the SPI
-        follows the 8-octet proposal header)."""
-        template = self._memo(("SA", tuple(proposals), len(spi)), lambda: w.build_sa_payload(
-            [p.with_(spi=bytes(len(spi))) for p in proposals]))
-        data = bytearray(template.data)
-        offset = 4                                   # after the SA payload header
-        while offset + 8 <= len(data):
-            length = int.from_bytes(data[offset + 2:offset + 4], "big")
-            data[offset + 8:offset + 8 + len(spi)] = spi
-            offset += length
-        return w.BuiltPayload(template.payload_type, bytes(data))
-
-    def _ts_payload(self, initiator: bool, selectors: list[TrafficSelector]) -> w.BuiltPayload:
-        return self._memo(("TS", initiator, tuple(selectors)), lambda: w.build_ts_payload(
-            initiator, [_wire_ts(t) for t in selectors]))
+    def _ts_payload(self, initiator: bool, selectors: list[TrafficSelector]) -> c.Payload:
+        return (c.TSi if initiator else c.TSr)(tuple(map(_wire_ts, selectors)))
 
     # -- starting --------------------------------------------------------------------------
 
@@ -402,13 +417,12 @@ class IkeSa:
         if self.ke is None or self.ke.group != group:   # a COOKIE retry keeps KE and Ni
             self.ke = generate_key_exchange(group, self.random)
             self.nonce_i = self.random(32)
-        payloads = [self._memo(("SA-IKE",), lambda: w.build_sa_payload(
-                        self.config.ike_proposals)),
-                    w.IKEv2_KE(group=group, ke=self.ke.public_value),
-                    w.IKEv2_Nonce(nonce=self.nonce_i)] + self._natd_notifies() \
+        payloads = [c.sa_payload(self.config.ike_proposals),
+                    c.KE(group, self.ke.public_value),
+                    c.Nonce(self.nonce_i)] + self._natd_notifies() \
             + self._signature_hash_notify()
         if self.cookie is not None:      # §2.6: the COOKIE notify comes first
-            payloads.insert(0, w.IKEv2_Notify(type="COOKIE", notify=self.cookie))
+            payloads.insert(0, c.Notify(N.COOKIE, self.cookie))
         self.state = "INIT_SENT"
         self.next_request_id = 0
         self._request(IKE_SA_INIT, payloads, encrypted=False)
@@ -418,31 +432,30 @@ class IkeSa:
         (RFC 7427 §4)."""
         if not self.config.uses_certificates:
             return []
-        return [w.IKEv2_Notify(type="SIGNATURE_HASH_ALGORITHMS",
-                               hash_algorithms=list(SIGNATURE_HASHES))]
+        return [c.notify(N.SIGNATURE_HASH_ALGORITHMS, hash_algorithms=SIGNATURE_HASHES)]
 
     def _certreq(self) -> list:
         """CERTREQ, X.509 signature, with the SHA-1s of our trust anchors' keys (§3.7)."""
         if not self.config.trust_anchors:
             return []
-        return [w.IKEv2_CERTREQ(cert_encoding=certs.CERT_ENCODING_X509_SIGNATURE,
-                                cert_authority=certs.certreq_data(self.config.trust_anchors))]
+        return [c.CERTREQ(certs.CERT_ENCODING_X509_SIGNATURE,
+                          certs.certreq_data(self.config.trust_anchors))]
 
     def _learn_certificate_notifies(self, payloads: list) -> None:
         """What the peer said in IKE_SA_INIT about signatures and certificates."""
-        for notify in w.find_notifies(payloads, "SIGNATURE_HASH_ALGORITHMS"):
-            self.peer_hash_algorithms = tuple(int(h) for h in (notify.hash_algorithms or []))
-        self.peer_certreq = [h for p in payloads if isinstance(p, w.IKEv2_CERTREQ)
-                             and int(p.cert_encoding) == certs.CERT_ENCODING_X509_SIGNATURE
-                             for h in certs.certreq_hashes(bytes(p.cert_authority or b""))]
+        for notify in c.find_notifies(payloads, N.SIGNATURE_HASH_ALGORITHMS):
+            self.peer_hash_algorithms = notify.hash_algorithms
+        self.peer_certreq = [h for p in payloads if type(p) is c.CERTREQ
+                             and p.encoding == certs.CERT_ENCODING_X509_SIGNATURE
+                             for h in certs.certreq_hashes(p.data)]
 
     def _natd_notifies(self) -> list:
         """NAT_DETECTION_SOURCE_IP / _DESTINATION_IP hashes (§2.23)."""
         spi_r = self.spi_r if not self.initiator else bytes(8)
         source = nat_detection_hash(self.spi_i, spi_r, self.local, self.local_port)
         destination = nat_detection_hash(self.spi_i, spi_r, self.remote, self.remote_port)
-        return [w.IKEv2_Notify(type="NAT_DETECTION_SOURCE_IP", notify=source),
-                w.IKEv2_Notify(type="NAT_DETECTION_DESTINATION_IP", notify=destination)]
+        return [c.Notify(N.NAT_DETECTION_SOURCE_IP, source),
+                c.Notify(N.NAT_DETECTION_DESTINATION_IP, destination)]
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -455,12 +468,12 @@ class IkeSa:
         self._arrived_on = dport
         self._last_src, self._last_sport = src, sport
         try:
-            message = w.decode_message(data)
+            message = c.decode_message(data)
         except MalformedPacket as exc:
             self._events.append(MessageDropped(f"malformed IKE message: {exc}"))
             return
         self.messages_received += 1
-        response = bool(message.flags & 0x20)
+        response = message.response
         wrong_spi = self._wrong_spi(message, response)
         if wrong_spi is not None:
             self._events.append(MessageDropped(wrong_spi))
@@ -484,12 +497,12 @@ class IkeSa:
         INVALID_KE_PAYLOAD answer, whose responder SPI is zero, §2.6). Checked before any
         decryption: a message encrypted with the right keys under another SPI pair is
         still not a message of this SA."""
-        spi_i, spi_r, unknown = bytes(message.init_SPI), bytes(message.resp_SPI), bytes(8)
+        spi_i, spi_r, unknown = message.spi_i, message.spi_r, bytes(8)
         # a responder's SA learns the initiator's SPI from the first IKE_SA_INIT request
         if spi_i != self.spi_i and not (self.spi_i == unknown and not response
-                                        and message.exch_type == IKE_SA_INIT):
+                                        and message.exchange == IKE_SA_INIT):
             return f"initiator SPI {spi_i.hex()} is not this IKE SA's {self.spi_i.hex()} (§3.1)"
-        if message.exch_type == IKE_SA_INIT:
+        if message.exchange == IKE_SA_INIT:
             if not response and spi_r != unknown:
                 return f"IKE_SA_INIT request with responder SPI {spi_r.hex()}, not zero (§3.1)"
             if response and unknown not in (self.spi_r, spi_r) and spi_r != self.spi_r:
@@ -503,25 +516,25 @@ class IkeSa:
     def _decrypt(self, data: bytes) -> list:
         from_initiator = not self.initiator
         first, inner = decrypt_message(self.keys.cipher(from_initiator=from_initiator), data)
-        return w.decode_inner_payloads(first, inner)
+        return c.decode_payloads(first, inner)
 
     def _receive_response(self, message, data: bytes, src: str, sport: int) -> None:
         request = self.pending
-        if request is None or message.id != request.message_id:
-            raise RemoteProtocolError(f"response with message ID {message.id}: "
+        if request is None or message.message_id != request.message_id:
+            raise RemoteProtocolError(f"response with message ID {message.message_id}: "
                                       "not the one we wait for (§2.2)")
-        if message.exch_type != request.exchange:
+        if message.exchange != request.exchange:
             # found by fuzzing: a CREATE_CHILD_SA answer to a liveness check was read
             # against the INFORMATIONAL request's (empty) context and raised KeyError
-            raise RemoteProtocolError(f"response of exchange {message.exch_type} to a "
+            raise RemoteProtocolError(f"response of exchange {message.exchange} to a "
                                       f"request of exchange {request.exchange} (§1, §3.1)")
-        if message.exch_type == IKE_SA_INIT:
+        if message.exchange == IKE_SA_INIT:
             self._init_response(message, data)
-        elif message.exch_type == IKE_AUTH:
+        elif message.exchange == IKE_AUTH:
             self._auth_response(self._decrypt(data))
-        elif message.exch_type == CREATE_CHILD_SA:
+        elif message.exchange == CREATE_CHILD_SA:
             self._create_child_response(self._decrypt(data), request.context or {})
-        elif message.exch_type == INFORMATIONAL:
+        elif message.exchange == INFORMATIONAL:
             payloads = self._decrypt(data)
             context = request.context or {}
             self.pending = None
@@ -536,77 +549,76 @@ class IkeSa:
                 self._events.append(IkeSaDeleted(by_peer=False))
 
     def _receive_request(self, message, data: bytes, src: str, sport: int) -> None:
-        if self.last_response is not None and message.id == self.last_response[0]:
+        if self.last_response is not None and message.message_id == self.last_response[0]:
             self._emit(self.last_response[1])    # a retransmission: the cached answer
             return
-        if message.id != self.expected_request_id:
-            raise RemoteProtocolError(f"request with message ID {message.id}, expected "
+        if message.message_id != self.expected_request_id:
+            raise RemoteProtocolError(f"request with message ID {message.message_id}, expected "
                                       f"{self.expected_request_id} (§2.2)")
-        if message.exch_type == IKE_SA_INIT and self.state == "IDLE":
+        if message.exchange == IKE_SA_INIT and self.state == "IDLE":
             self._init_request(message, data, src, sport)
-        elif message.exch_type == IKE_AUTH and self.state == "INIT_DONE":
+        elif message.exchange == IKE_AUTH and self.state == "INIT_DONE":
             payloads = self._decrypt(data)
             if self._arrived_on == 4500:   # §2.23: the initiator moved to 4500 (NAT): follow
                 self.local_port, self.remote_port = 4500, sport
-            self._auth_request(message.id, payloads)
-        elif message.exch_type == INFORMATIONAL and self.state == "ESTABLISHED":
-            self._informational_request(message.id, self._decrypt(data))
-        elif message.exch_type == CREATE_CHILD_SA and self.state == "ESTABLISHED":
-            self._create_child_request(message.id, self._decrypt(data))
+            self._auth_request(message.message_id, payloads)
+        elif message.exchange == INFORMATIONAL and self.state == "ESTABLISHED":
+            self._informational_request(message.message_id, self._decrypt(data))
+        elif message.exchange == CREATE_CHILD_SA and self.state == "ESTABLISHED":
+            self._create_child_request(message.message_id, self._decrypt(data))
         else:
-            raise RemoteProtocolError(f"exchange {message.exch_type} not expected in state "
+            raise RemoteProtocolError(f"exchange {message.exchange} not expected in state "
                                       f"{self.state}")
 
     # -- IKE_SA_INIT -----------------------------------------------------------------------
 
     def _init_request(self, message, data: bytes, src: str, sport: int) -> None:
-        payloads = w.message_payloads(message)
-        self.spi_i = bytes(message.init_SPI)
-        critical = w.find_unknown_critical(payloads, message.next_payload)
+        payloads = message.payloads
+        self.spi_i = message.spi_i
+        critical = c.unknown_critical(payloads)
         if critical:
-            self._respond(IKE_SA_INIT, message.id, [w.IKEv2_Notify(
-                type="UNSUPPORTED_CRITICAL_PAYLOAD", notify=bytes([critical[0]]))],
-                encrypted=False)
+            self._respond(IKE_SA_INIT, message.message_id, [c.Notify(
+                N.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([critical[0]]))], encrypted=False)
             return
-        sa = _first(payloads, w.IKEv2_SA)
-        ke = _first(payloads, w.IKEv2_KE)
-        nonce = _first(payloads, w.IKEv2_Nonce)
+        sa = c.first(payloads, c.SA)
+        ke = c.first(payloads, c.KE)
+        nonce = c.first(payloads, c.Nonce)
         if sa is None or ke is None or nonce is None:
-            self._respond(IKE_SA_INIT, message.id,
-                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=False)
+            self._respond(IKE_SA_INIT, message.message_id,
+                          [c.Notify(N.INVALID_SYNTAX)], encrypted=False)
             return
         try:
-            chosen = select_proposal(w.decode_sa(sa), self.config.ike_proposals,
+            chosen = select_proposal(sa.to_proposals(), self.config.ike_proposals,
                                      prefer="configured")
         except NoProposalChosen:
-            self._respond(IKE_SA_INIT, message.id,
-                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=False)
+            self._respond(IKE_SA_INIT, message.message_id,
+                          [c.Notify(N.NO_PROPOSAL_CHOSEN)], encrypted=False)
             self._events.append(IkeSaFailed("no acceptable IKE proposal",
                                             "NO_PROPOSAL_CHOSEN"))
             return
         if chosen.ke_group != ke.group:       # §1.2: tell the initiator which group
-            self._respond(IKE_SA_INIT, message.id, [w.IKEv2_Notify(
-                type="INVALID_KE_PAYLOAD", dh_group=chosen.ke_group)], encrypted=False)
+            self._respond(IKE_SA_INIT, message.message_id, [c.notify(
+                N.INVALID_KE_PAYLOAD, dh_group=chosen.ke_group)], encrypted=False)
             self.last_response = None          # the retry comes with message ID 0 again
             return
         self.proposal = chosen
         self.ke = generate_key_exchange(chosen.ke_group, self.random)
         try:
-            shared = self.ke.shared_secret(bytes(ke.ke))
+            shared = self.ke.shared_secret(ke.data)
         except InvalidKeyExchange as exc:
-            self._respond(IKE_SA_INIT, message.id,
-                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=False)
+            self._respond(IKE_SA_INIT, message.message_id,
+                          [c.Notify(N.INVALID_SYNTAX)], encrypted=False)
             raise RemoteProtocolError(f"bad KE payload: {exc}") from None
-        self.nonce_i, self.nonce_r = bytes(nonce.nonce), self.random(32)
+        self.nonce_i, self.nonce_r = nonce.data, self.random(32)
         self._check_nat(payloads, src, sport)
         self.remote_port = sport
         self.init_request = data
         self._learn_certificate_notifies(payloads)
-        response = [self._memo(("SA-IKE", chosen), lambda: w.build_sa_payload([chosen])),
-                    w.IKEv2_KE(group=chosen.ke_group, ke=self.ke.public_value),
-                    w.IKEv2_Nonce(nonce=self.nonce_r)] + self._natd_notifies() \
+        response = [c.sa_payload([chosen]), c.KE(chosen.ke_group, self.ke.public_value),
+                    c.Nonce(self.nonce_r)] + self._natd_notifies() \
             + self._certreq() + self._signature_hash_notify()
-        self.init_response = self._respond(IKE_SA_INIT, message.id, response, encrypted=False)
+        self.init_response = self._respond(IKE_SA_INIT, message.message_id, response,
+                                           encrypted=False)
         self.keys = ikekeys.derive_ike_keys(chosen, self.nonce_i, self.nonce_r, shared,
                                             self.spi_i, self.spi_r)
         self.shared_secret = shared
@@ -614,14 +626,14 @@ class IkeSa:
         self.state = "INIT_DONE"
 
     def _init_response(self, message, data: bytes) -> None:
-        payloads = w.message_payloads(message)
-        cookie = w.find_notifies(payloads, "COOKIE")
+        payloads = message.payloads
+        cookie = c.find_notifies(payloads, N.COOKIE)
         if cookie and self.cookie is None:
-            self.cookie = bytes(cookie[0].notify)
+            self.cookie = cookie[0].data
             self.pending = None
             self.initiate(self.now_us, group=self.ke.group)   # the same, with the cookie
             return
-        invalid_ke = w.find_notifies(payloads, "INVALID_KE_PAYLOAD")
+        invalid_ke = c.find_notifies(payloads, N.INVALID_KE_PAYLOAD)
         if invalid_ke:
             group = int(invalid_ke[0].dh_group)
             if group not in {t.id for p in self.config.ike_proposals for t in p.ke}:
@@ -631,16 +643,15 @@ class IkeSa:
             self.pending = None
             self.initiate(self.now_us, group=group)   # §1.2: retry with the right group
             return
-        for notify in w.find_notifies(payloads):
-            if int(notify.type) < 16384:               # an error notify (§3.10.1)
-                self._fail(f"responder refused IKE_SA_INIT: {w.notify_name(notify)}",
-                           w.notify_name(notify))
+        for notify in c.find_notifies(payloads):
+            if notify.type < 16384:               # an error notify (§3.10.1)
+                self._fail(f"responder refused IKE_SA_INIT: {notify.name}",
+                           notify.name)
                 return
-        sa, ke, nonce = (_first(payloads, cls) for cls in (w.IKEv2_SA, w.IKEv2_KE,
-                                                           w.IKEv2_Nonce))
+        sa, ke, nonce = (c.first(payloads, cls) for cls in (c.SA, c.KE, c.Nonce))
         if sa is None or ke is None or nonce is None:
             raise RemoteProtocolError("IKE_SA_INIT response without SA, KE or Nr")
-        chosen = w.decode_sa(sa)
+        chosen = sa.to_proposals()
         if len(chosen) != 1:
             raise RemoteProtocolError("the responder must choose exactly one proposal")
         try:    # the choice must be one we offered (§2.7)
@@ -648,13 +659,13 @@ class IkeSa:
         except NoProposalChosen:
             raise RemoteProtocolError("the responder chose a proposal we did not offer")
         self.proposal = chosen[0]
-        self.spi_r = bytes(message.resp_SPI)
-        self.nonce_r = bytes(nonce.nonce)
-        shared = self.ke.shared_secret(bytes(ke.ke))
+        self.spi_r = message.spi_r
+        self.nonce_r = nonce.data
+        shared = self.ke.shared_secret(ke.data)
         self.keys = ikekeys.derive_ike_keys(self.proposal, self.nonce_i, self.nonce_r,
                                             shared, self.spi_i, self.spi_r)
         self.shared_secret = shared
-        self._check_nat(payloads, str(self.remote), self.remote_port)
+        self._check_nat(payloads, self.remote, self.remote_port)
         self._learn_certificate_notifies(payloads)
         self.init_response = data
         self.pending = None
@@ -665,14 +676,14 @@ class IkeSa:
     def _check_nat(self, payloads, src: str, sport: int) -> None:
         """Compare the peer's NAT-D hashes with what we see (§2.23)."""
         spi_r = self.spi_r if self.initiator else bytes(8)
-        theirs = w.find_notifies(payloads, "NAT_DETECTION_SOURCE_IP")
-        mine = w.find_notifies(payloads, "NAT_DETECTION_DESTINATION_IP")
+        theirs = c.find_notifies(payloads, N.NAT_DETECTION_SOURCE_IP)
+        mine = c.find_notifies(payloads, N.NAT_DETECTION_DESTINATION_IP)
         if not theirs or not mine:
             return
-        expected_src = nat_detection_hash(self.spi_i, spi_r, src, sport)
+        expected_src = nat_detection_hash(self.spi_i, spi_r, _ip(src), sport)
         expected_dst = nat_detection_hash(self.spi_i, spi_r, self.local, self.local_port)
-        self.nat_remote = all(bytes(n.notify) != expected_src for n in theirs)
-        self.nat_local = all(bytes(n.notify) != expected_dst for n in mine)
+        self.nat_remote = all(n.data != expected_src for n in theirs)
+        self.nat_local = all(n.data != expected_dst for n in mine)
         self.nat_detected = self.nat_remote or self.nat_local
 
     # -- IKE_AUTH --------------------------------------------------------------------------
@@ -685,7 +696,7 @@ class IkeSa:
             data = certs.name_der(value)
         else:
             data = value.encode()
-        return cls(IDtype=ID_TYPE_NUMBERS[kind], ID=data)
+        return cls(ID_TYPE_NUMBERS[kind], data)
 
     def _signed_octets(self, id_payload, initiator_side: bool) -> bytes:
         """§2.15: the IKE_SA_INIT message of the side | the other's nonce | its MACedID."""
@@ -694,7 +705,7 @@ class IkeSa:
         peer_nonce = self.nonce_r if initiator_side else self.nonce_i
         sk_p = self.keys.sk_pi if initiator_side else self.keys.sk_pr
         return auth.signed_octets(message, peer_nonce, prf, sk_p,
-                                  w.chain_bytes([id_payload])[4:])
+                                  id_payload.body())
 
     def _cert_payloads(self) -> list:
         """CERT (X.509 signature, DER) of our certificate and intermediates (§3.6)."""
@@ -702,9 +713,8 @@ class IkeSa:
             return []
         from cryptography.hazmat.primitives.serialization import Encoding
 
-        return [w.IKEv2_CERT(cert_encoding=certs.CERT_ENCODING_X509_SIGNATURE,
-                             cert_data=c.public_bytes(Encoding.DER))
-                for c in [self.config.certificate, *self.config.intermediates]]
+        return [c.CERT(certs.CERT_ENCODING_X509_SIGNATURE, cert.public_bytes(Encoding.DER))
+                for cert in [self.config.certificate, *self.config.intermediates]]
 
     def _signature_method(self) -> tuple[auth.AuthMethod, str | None]:
         """The AUTH method (and RFC 7427 scheme) we sign with."""
@@ -732,10 +742,9 @@ class IkeSa:
     def _auth_payload(self, id_payload, initiator_side: bool):
         octets = self._signed_octets(id_payload, initiator_side)
         if self.config.auth_method == "psk":
-            return w.IKEv2_AUTH(auth_type=2, load=auth.psk_auth(self.keys.prf,
-                                                                self.psk, octets))
+            return c.AUTH(2, auth.psk_auth(self.keys.prf, self.psk, octets))
         method, scheme = self._signature_method()
-        return w.IKEv2_AUTH(auth_type=int(method), load=auth.sign_auth(
+        return c.AUTH(int(method), auth.sign_auth(
             self.config.private_key, octets, method, scheme))
 
     @property
@@ -754,9 +763,9 @@ class IkeSa:
         octets = self._signed_octets(id_payload, initiator_side)
         if auth_payload is None:
             raise AuthenticationFailed("no AUTH payload")
-        method = int(auth_payload.auth_type)
+        method = auth_payload.method
         if method == 2 and self.psk:
-            auth.verify_psk_auth(self.keys.prf, self.psk, octets, bytes(auth_payload.load))
+            auth.verify_psk_auth(self.keys.prf, self.psk, octets, auth_payload.data)
             return
         if method == 2 or not self.config.trust_anchors:
             expected = "a certificate signature" if self.config.trust_anchors else \
@@ -766,7 +775,7 @@ class IkeSa:
             raise AuthenticationFailed(f"AUTH method {method} is not one we verify")
         certificate = self._verify_peer_certificate(id_payload, payloads or [])
         auth.verify_auth(certificate.public_key(), octets, auth.AuthMethod(method),
-                         bytes(auth_payload.load))
+                         auth_payload.data)
         self.peer_certificate = certificate
 
     def _verify_peer_certificate(self, id_payload, payloads: list):
@@ -776,11 +785,10 @@ class IkeSa:
 
         found = []
         for payload in payloads:
-            if not isinstance(payload, w.IKEv2_CERT):
+            if type(payload) is not c.CERT \
+                    or payload.encoding != certs.CERT_ENCODING_X509_SIGNATURE:
                 continue
-            raw = w.chain_bytes([payload])[5:]
-            if int(payload.cert_encoding) != certs.CERT_ENCODING_X509_SIGNATURE:
-                continue
+            raw = payload.data
             try:
                 found.append(x509.load_der_x509_certificate(raw))
             except ValueError as exc:
@@ -792,8 +800,8 @@ class IkeSa:
         end_entity, intermediates = found[0], found[1:]
         certs.verify_chain(end_entity, intermediates, self.config.trust_anchors,
                            self.config.validation_time)
-        kind = ID_NAMES.get(int(id_payload.IDtype), str(id_payload.IDtype))
-        if not certs.id_matches(end_entity, kind, bytes(id_payload.ID)):
+        kind = ID_NAMES.get(id_payload.id_type, str(id_payload.id_type))
+        if not certs.id_matches(end_entity, kind, id_payload.data):
             raise AuthenticationFailed(
                 f"identity {kind}:{_id_text(id_payload)} is not in the certificate of "
                 f"{end_entity.subject.rfc4514_string()}")
@@ -807,12 +815,11 @@ class IkeSa:
         if self.config.local_ts:
             return list(self.config.local_ts)
         if self.config.request:     # the address is not known yet: ask for any
-            return [TrafficSelector.from_network("::/0"),
-                    TrafficSelector.from_network("0.0.0.0/0")]
-        return [TrafficSelector.from_network(str(self.local))]
+            return list(_ANY_ADDRESS)
+        return [TrafficSelector(self.local, self.local)]
 
     def _peer_ts(self) -> list[TrafficSelector]:
-        return list(self.config.remote_ts) or [TrafficSelector.from_network(str(self.remote))]
+        return list(self.config.remote_ts) or [TrafficSelector(self.remote, self.remote)]
 
     def _acceptable_peer_ts(self) -> list[TrafficSelector]:
         """Responder: what the peer's side of a child SA may cover. A peer that was given
@@ -831,36 +838,32 @@ class IkeSa:
         return self.config.reqid_by_mode.get(mode, self.config.reqid)
 
     def _send_auth(self) -> None:
-        id_i = self._memo(("IDi", self.config.local_id),
-                          lambda: self._id_payload(w.IKEv2_IDi))
+        id_i = self._id_payload(c.IDi)
         # IDi, [CERT,] [CERTREQ,] AUTH (§1.2)
         payloads = [id_i, *self._cert_payloads(), *self._certreq(),
                     self._auth_payload(id_i, True)]
         if self.config.request:
-            payloads.append(self._memo(("CP", self.config.request), lambda: w.build_cp_payload(
-                "CFG_REQUEST", [w.cp_attribute({"ipv6": "INTERNAL_IP6_ADDRESS",
-                                                "ipv4": "INTERNAL_IP4_ADDRESS",
-                                                "home-prefix": "MIP6_HOME_PREFIX"}[r])
-                                for r in self.config.request])))
+            payloads.append(c.CP(CFG_REQUEST, tuple(c.CpAttribute(_REQUESTED[r])
+                                                    for r in self.config.request)))
         if self.config.first_child:
             spi = self._child_spi()
             payloads += [self._sa_payload(self.config.esp_proposals, spi),
                          self._ts_payload(True, self._own_ts()),
                          self._ts_payload(False, self._peer_ts())]
             if self.config.mode == "transport":
-                payloads.append(self._notify("USE_TRANSPORT_MODE"))
+                payloads.append(c.Notify(N.USE_TRANSPORT_MODE))
         if self.config.mobike:
-            payloads.append(self._notify("MOBIKE_SUPPORTED"))
+            payloads.append(c.Notify(N.MOBIKE_SUPPORTED))
         self.state = "AUTH_SENT"
         self._request(IKE_AUTH, payloads, encrypted=True)
 
     def _auth_request(self, message_id: int, payloads: list) -> None:
-        id_i = _first(payloads, w.IKEv2_IDi)
-        auth_payload = _first(payloads, w.IKEv2_AUTH)
+        id_i = c.first(payloads, c.IDi)
+        auth_payload = c.first(payloads, c.AUTH)
         if id_i is None:
             raise RemoteProtocolError("IKE_AUTH request without IDi")
         self.expected_request_id += 1
-        peer = (ID_NAMES.get(int(id_i.IDtype), str(id_i.IDtype)), _id_text(id_i))
+        peer = (ID_NAMES.get(id_i.id_type, str(id_i.id_type)), _id_text(id_i))
         if self.config.remote_id is not None and not _is_configured(id_i, peer,
                                                                     self.config.remote_id):
             self._auth_failed(message_id, f"peer identity {peer[0]}:{peer[1]} is not the "
@@ -884,17 +887,16 @@ class IkeSa:
             self.peer_id = None
             self._auth_failed(message_id, refused)
             return
-        id_r = self._memo(("IDr", self.config.local_id),
-                          lambda: self._id_payload(w.IKEv2_IDr))
+        id_r = self._id_payload(c.IDr)
         response = [id_r, *self._cert_payloads(), self._auth_payload(id_r, False)]
         grants, failure = self._configuration_reply(payloads)
         if grants:
-            response.append(w.build_cp_payload("CFG_REPLY", grants))
+            response.append(c.CP(CFG_REPLY, tuple(grants)))
         child = self._responder_child(payloads, failure)
         response += child
-        self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
+        self.mobike = self.config.mobike and bool(c.find_notifies(payloads, N.MOBIKE_SUPPORTED))
         if self.mobike:
-            response.append(self._notify("MOBIKE_SUPPORTED"))
+            response.append(c.Notify(N.MOBIKE_SUPPORTED))
         self._respond(IKE_AUTH, message_id, response, encrypted=True)
         self.state = "ESTABLISHED"
         self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
@@ -903,17 +905,17 @@ class IkeSa:
             self._events.append(self.child)
 
     def _auth_failed(self, message_id: int, reason: str) -> None:
-        self._respond(IKE_AUTH, message_id, [w.IKEv2_Notify(type="AUTHENTICATION_FAILED")],
+        self._respond(IKE_AUTH, message_id, [c.Notify(N.AUTHENTICATION_FAILED)],
                       encrypted=True)
         self.state = "CLOSED"
         self._events.append(IkeSaFailed(reason, "AUTHENTICATION_FAILED"))
 
     def _configuration_reply(self, payloads: list) -> tuple[list, str | None]:
         """CFG_REPLY attributes for the CFG_REQUEST (RFC 4877 §9, RFC 5026 §8.2)."""
-        cp = _first(payloads, w.IKEv2_CP)
+        cp = c.first(payloads, c.CP)
         if cp is None:
             return [], None
-        wanted = w.decode_cp(cp)
+        wanted = cp.values()
         grants, identity = [], self.peer_identity
         pools = (("INTERNAL_IP6_ADDRESS", self.config.pool6),
                  ("INTERNAL_IP4_ADDRESS", self.config.pool4),
@@ -926,13 +928,13 @@ class IkeSa:
             except PoolExhausted:
                 return [], "INTERNAL_ADDRESS_FAILURE"
             if attribute == "INTERNAL_IP6_ADDRESS":
-                grants.append(w.cp_attribute(attribute, address=str(lease), prefix_len=64))
+                grants.append(c.cp_attribute(attribute, address=str(lease), prefix_len=64))
                 value = ipaddress.ip_interface(f"{lease}/64")   # as the initiator reads it
             elif attribute == "INTERNAL_IP4_ADDRESS":
-                grants.append(w.cp_attribute(attribute, address=str(lease)))
+                grants.append(c.cp_attribute(attribute, address=str(lease)))
                 value = lease
             else:
-                grants.append(w.cp_attribute(attribute, prefix_lifetime=86400,
+                grants.append(c.cp_attribute(attribute, prefix_lifetime=86400,
                                              home_prefix=str(lease.network_address),
                                              prefix_len=lease.prefixlen))
                 value = lease
@@ -944,22 +946,22 @@ class IkeSa:
     def _responder_child(self, payloads: list, failure: str | None) -> list:
         """SA, TSi, TSr of the first child SA, or the notify that refuses it."""
         if failure:
-            return [w.IKEv2_Notify(type=failure)]
-        sa = _first(payloads, w.IKEv2_SA)
-        tsi, tsr = _first(payloads, w.IKEv2_TSi), _first(payloads, w.IKEv2_TSr)
+            return [c.notify(failure)]
+        sa = c.first(payloads, c.SA)
+        tsi, tsr = c.first(payloads, c.TSi), c.first(payloads, c.TSr)
         if sa is None or tsi is None or tsr is None:
             return []          # an IKE SA without a child SA (childless)
         try:
-            chosen = select_proposal(w.decode_sa(sa), self.config.esp_proposals,
+            chosen = select_proposal(sa.to_proposals(), self.config.esp_proposals,
                                      prefer="configured", ignore_ke=True)
         except NoProposalChosen:
-            return [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")]
+            return [c.Notify(N.NO_PROPOSAL_CHOSEN)]
         peer_ts = _selectors(tsi)
         narrowed_i = narrow(peer_ts, self._acceptable_peer_ts())
         narrowed_r = narrow(_selectors(tsr), self._own_ts())
         if not narrowed_i or not narrowed_r:
-            return [w.IKEv2_Notify(type="TS_UNACCEPTABLE")]
-        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+            return [c.Notify(N.TS_UNACCEPTABLE)]
+        transport = bool(c.find_notifies(payloads, N.USE_TRANSPORT_MODE))
         mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
         self.child_inbound_spi = self.allocate_spi()
         chosen_out = chosen.with_(spi=self.child_inbound_spi.to_bytes(4, "big"))
@@ -968,7 +970,7 @@ class IkeSa:
         reply = [self._sa_payload([chosen], chosen_out.spi),
                  self._ts_payload(True, narrowed_i), self._ts_payload(False, narrowed_r)]
         if mode == "transport":
-            reply.append(self._notify("USE_TRANSPORT_MODE"))
+            reply.append(c.Notify(N.USE_TRANSPORT_MODE))
         return reply
 
     def _install_child(self, proposal: Proposal, peer_spi: int, mode: str,
@@ -1017,46 +1019,42 @@ class IkeSa:
         nonce = self.random(32)
         payloads = []
         if rekey is not None:
-            payloads.append(w.IKEv2_Notify(type="REKEY_SA", proto=3,
-                                           SPI=rekey.to_bytes(4, "big")))
+            payloads.append(c.Notify(N.REKEY_SA, protocol=3, spi=rekey.to_bytes(4, "big")))
         if mode == "transport":
-            payloads.append(w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
-        payloads += [w.build_sa_payload([p.with_(spi=spi.to_bytes(4, "big"))
-                                         for p in self.config.esp_proposals]),
-                     w.IKEv2_Nonce(nonce=nonce),
+            payloads.append(c.Notify(N.USE_TRANSPORT_MODE))
+        payloads += [self._sa_payload(self.config.esp_proposals, spi.to_bytes(4, "big")),
+                     c.Nonce(nonce),
                      # TSi is the exchange initiator's side, whoever started the IKE SA
-                     w.build_ts_payload(True, [_wire_ts(t) for t in local_ts]),
-                     w.build_ts_payload(False, [_wire_ts(t) for t in remote_ts])]
+                     self._ts_payload(True, local_ts), self._ts_payload(False, remote_ts)]
         self._request(CREATE_CHILD_SA, payloads, encrypted=True)
         self.pending.context = {"spi": spi, "nonce": nonce, "rekey": rekey, "mode": mode}
 
     def _create_child_request(self, message_id: int, payloads: list) -> None:
         self.expected_request_id += 1
-        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
-        tsi, tsr = _first(payloads, w.IKEv2_TSi), _first(payloads, w.IKEv2_TSr)
-        if sa is not None and any(p.protocol == 1 for p in w.decode_sa(sa)):
+        sa, nonce = c.first(payloads, c.SA), c.first(payloads, c.Nonce)
+        tsi, tsr = c.first(payloads, c.TSi), c.first(payloads, c.TSr)
+        if sa is not None and any(p.protocol == 1 for p in sa.to_proposals()):
             self._rekey_ike_request(message_id, payloads)
             return
         if sa is None or nonce is None or tsi is None or tsr is None:
             self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=True)
+                          [c.Notify(N.INVALID_SYNTAX)], encrypted=True)
             return
         rekey = None
-        for notify in w.find_notifies(payloads, "REKEY_SA"):
-            old = int.from_bytes(bytes(notify.SPI), "big")
+        for notify in c.find_notifies(payloads, N.REKEY_SA):
+            old = int.from_bytes(notify.spi, "big")
             rekey = next((c.inbound_spi for c in self.children.values()
                           if old in (c.inbound_spi, c.outbound_spi)), None)
             if rekey is None:
-                self._respond(CREATE_CHILD_SA, message_id, [w.IKEv2_Notify(
-                    type="CHILD_SA_NOT_FOUND", proto=3, SPI=bytes(notify.SPI))],
-                    encrypted=True)
+                self._respond(CREATE_CHILD_SA, message_id, [c.Notify(
+                    N.CHILD_SA_NOT_FOUND, protocol=3, spi=notify.spi)], encrypted=True)
                 return
         try:
-            chosen = select_proposal(w.decode_sa(sa), self.config.esp_proposals,
+            chosen = select_proposal(sa.to_proposals(), self.config.esp_proposals,
                                      prefer="configured", ignore_ke=True)
         except NoProposalChosen:
             self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
+                          [c.Notify(N.NO_PROPOSAL_CHOSEN)], encrypted=True)
             return
         mine = self.children.get(rekey) if rekey is not None else None
         if mine is not None:     # a rekey keeps what the old child had
@@ -1070,21 +1068,19 @@ class IkeSa:
         narrowed_r = narrow(_selectors(tsr), own_side)
         if not narrowed_i or not narrowed_r:
             self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="TS_UNACCEPTABLE")], encrypted=True)
+                          [c.Notify(N.TS_UNACCEPTABLE)], encrypted=True)
             return
-        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        transport = bool(c.find_notifies(payloads, N.USE_TRANSPORT_MODE))
         mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
         spi = self.allocate_spi()
         nonce_r = self.random(32)
         child = self._install_child(chosen, int.from_bytes(chosen.spi, "big"), mode,
-                                    narrowed_r, narrowed_i, (bytes(nonce.nonce), nonce_r),
+                                    narrowed_r, narrowed_i, (nonce.data, nonce_r),
                                     exchange_initiator=False, inbound_spi=spi)
-        reply = [w.build_sa_payload([chosen.with_(spi=spi.to_bytes(4, "big"))]),
-                 w.IKEv2_Nonce(nonce=nonce_r),
-                 w.build_ts_payload(True, [_wire_ts(t) for t in narrowed_i]),
-                 w.build_ts_payload(False, [_wire_ts(t) for t in narrowed_r])]
+        reply = [self._sa_payload([chosen], spi.to_bytes(4, "big")), c.Nonce(nonce_r),
+                 self._ts_payload(True, narrowed_i), self._ts_payload(False, narrowed_r)]
         if mode == "transport":
-            reply.insert(0, w.IKEv2_Notify(type="USE_TRANSPORT_MODE"))
+            reply.insert(0, c.Notify(N.USE_TRANSPORT_MODE))
         self._respond(CREATE_CHILD_SA, message_id, reply, encrypted=True)
         self._events.append(child)
         if rekey is not None:
@@ -1095,10 +1091,10 @@ class IkeSa:
         if context.get("ike_rekey"):
             self._rekey_ike_response(payloads, context)
             return
-        failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
-        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
+        failures = [n for n in c.find_notifies(payloads) if n.type < 16384]
+        sa, nonce = c.first(payloads, c.SA), c.first(payloads, c.Nonce)
         if failures or sa is None or nonce is None:
-            name = w.notify_name(failures[0]) if failures else "no SA or Nr"
+            name = failures[0].name if failures else "no SA or Nr"
             self._events.append(IkeSaFailed(f"CREATE_CHILD_SA refused: {name}",
                                             name if failures else None))
             return
@@ -1107,15 +1103,15 @@ class IkeSa:
         except RemoteProtocolError as exc:
             self._events.append(IkeSaFailed(f"CREATE_CHILD_SA: {exc.reason}"))
             return
-        tsi = _selectors(_first(payloads, w.IKEv2_TSi))
-        tsr = _selectors(_first(payloads, w.IKEv2_TSr))
+        tsi = _selectors(c.first(payloads, c.TSi))
+        tsr = _selectors(c.first(payloads, c.TSr))
         if not tsi or not tsr:
             self._events.append(_unusable_selectors("CREATE_CHILD_SA"))
             return
-        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        transport = bool(c.find_notifies(payloads, N.USE_TRANSPORT_MODE))
         child = self._install_child(chosen, int.from_bytes(chosen.spi, "big"),
                                     "transport" if transport else "tunnel", tsi, tsr,
-                                    (context["nonce"], bytes(nonce.nonce)),
+                                    (context["nonce"], nonce.data),
                                     exchange_initiator=True, inbound_spi=context["spi"])
         self._events.append(child)
         old = context.get("rekey")
@@ -1133,49 +1129,49 @@ class IkeSa:
         spi = self.random(8)
         ke = generate_key_exchange(self.proposal.ke_group, self.random)
         nonce = self.random(32)
-        payloads = [w.build_sa_payload([p.with_(spi=spi) for p in self.config.ike_proposals]),
-                    w.IKEv2_Nonce(nonce=nonce), w.IKEv2_KE(group=ke.group, ke=ke.public_value)]
+        payloads = [self._sa_payload(self.config.ike_proposals, spi), c.Nonce(nonce),
+                    c.KE(ke.group, ke.public_value)]
         self._request(CREATE_CHILD_SA, payloads, encrypted=True)
         self.pending.context = {"ike_rekey": True, "spi": spi, "ke": ke, "nonce": nonce}
 
     def _rekey_ike_request(self, message_id: int, payloads: list) -> None:
-        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
-        ke = _first(payloads, w.IKEv2_KE)
+        sa, nonce = c.first(payloads, c.SA), c.first(payloads, c.Nonce)
+        ke = c.first(payloads, c.KE)
         if nonce is None or ke is None:
             self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=True)
+                          [c.Notify(N.INVALID_SYNTAX)], encrypted=True)
             return
         try:
-            chosen = select_proposal(w.decode_sa(sa), self.config.ike_proposals,
+            chosen = select_proposal(sa.to_proposals(), self.config.ike_proposals,
                                      prefer="configured")
         except NoProposalChosen:
             self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="NO_PROPOSAL_CHOSEN")], encrypted=True)
+                          [c.Notify(N.NO_PROPOSAL_CHOSEN)], encrypted=True)
             return
         if chosen.ke_group != ke.group:
-            self._respond(CREATE_CHILD_SA, message_id, [w.IKEv2_Notify(
-                type="INVALID_KE_PAYLOAD", dh_group=chosen.ke_group)], encrypted=True)
+            self._respond(CREATE_CHILD_SA, message_id, [c.notify(
+                N.INVALID_KE_PAYLOAD, dh_group=chosen.ke_group)], encrypted=True)
             return
         own_ke = generate_key_exchange(chosen.ke_group, self.random)
         try:
-            shared = own_ke.shared_secret(bytes(ke.ke))
+            shared = own_ke.shared_secret(ke.data)
         except InvalidKeyExchange as exc:
             self._respond(CREATE_CHILD_SA, message_id,
-                          [w.IKEv2_Notify(type="INVALID_SYNTAX")], encrypted=True)
+                          [c.Notify(N.INVALID_SYNTAX)], encrypted=True)
             raise RemoteProtocolError(f"bad KE payload in IKE rekey: {exc}") from None
         spi_r, nonce_r = self.random(8), self.random(32)
         self._respond(CREATE_CHILD_SA, message_id, [
-            w.build_sa_payload([chosen.with_(spi=spi_r)]), w.IKEv2_Nonce(nonce=nonce_r),
-            w.IKEv2_KE(group=own_ke.group, ke=own_ke.public_value)], encrypted=True)
-        self._replace(chosen, bytes(chosen.spi), spi_r, bytes(nonce.nonce), nonce_r, shared,
+            self._sa_payload([chosen], spi_r), c.Nonce(nonce_r),
+            c.KE(own_ke.group, own_ke.public_value)], encrypted=True)
+        self._replace(chosen, bytes(chosen.spi), spi_r, nonce.data, nonce_r, shared,
                       new_initiator=False)
 
     def _rekey_ike_response(self, payloads: list, context: dict) -> None:
-        failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
-        sa, nonce = _first(payloads, w.IKEv2_SA), _first(payloads, w.IKEv2_Nonce)
-        ke = _first(payloads, w.IKEv2_KE)
+        failures = [n for n in c.find_notifies(payloads) if n.type < 16384]
+        sa, nonce = c.first(payloads, c.SA), c.first(payloads, c.Nonce)
+        ke = c.first(payloads, c.KE)
         if failures or sa is None or nonce is None or ke is None:
-            name = w.notify_name(failures[0]) if failures else "no SA, Nr or KE"
+            name = failures[0].name if failures else "no SA, Nr or KE"
             self._events.append(IkeSaFailed(f"IKE SA rekey refused: {name}",
                                             name if failures else None))
             return
@@ -1184,9 +1180,9 @@ class IkeSa:
         except RemoteProtocolError as exc:
             self._events.append(IkeSaFailed(f"IKE SA rekey: {exc.reason}"))
             return
-        shared = context["ke"].shared_secret(bytes(ke.ke))
+        shared = context["ke"].shared_secret(ke.data)
         self._replace(chosen, context["spi"], bytes(chosen.spi), context["nonce"],
-                      bytes(nonce.nonce), shared, new_initiator=True)
+                      nonce.data, shared, new_initiator=True)
         self.delete(self.now_us)        # §2.18: the rekey initiator deletes the old SA
 
     def _replace(self, proposal: Proposal, spi_i: bytes, spi_r: bytes, nonce_i: bytes,
@@ -1220,8 +1216,8 @@ class IkeSa:
         if self.child is child:
             self.child = next(iter(self.children.values()), None)
         self._events.append(ChildSaDeleted(child.inbound_spi, child.outbound_spi, False))
-        self._request(INFORMATIONAL, [w.IKEv2_Delete(proto=3, SPI=[
-            inbound_spi.to_bytes(4, "big")])], encrypted=True)
+        self._request(INFORMATIONAL, [c.Delete(3, (inbound_spi.to_bytes(4, "big"),))],
+                      encrypted=True)
 
     def update_addresses(self, new_local: str, now_us: int = 0) -> None:
         """MOBIKE (RFC 4555 §3.5): the original initiator moved to ``new_local``; tell the
@@ -1232,11 +1228,11 @@ class IkeSa:
         if self.state != "ESTABLISHED" or self.pending is not None:
             raise ValueError("one exchange at a time, on an established IKE SA")
         old_local = str(self.local)
-        self.local = ipaddress.ip_address(new_local)
+        self.local = new_local
         self.local_port = 4500     # RFC 4555 §3.3: MOBIKE runs on 4500 after IKE_AUTH
         if self.remote_port == 500:
             self.remote_port = 4500
-        self._request(INFORMATIONAL, [w.IKEv2_Notify(type="UPDATE_SA_ADDRESSES")]
+        self._request(INFORMATIONAL, [c.Notify(N.UPDATE_SA_ADDRESSES)]
                       + self._natd_notifies(), encrypted=True)
         self.pending.context = {"moved_from": old_local}
 
@@ -1247,9 +1243,9 @@ class IkeSa:
         §11.7.3, §10.3.1; RFC 4877 §7.4). Both sides call it, each on its own word: the
         MN after the accepting BA, the HA on accepting the BU."""
         if local is not None:
-            self.local = ipaddress.ip_address(local)
+            self.local = local
         if remote is not None:
-            self.remote = ipaddress.ip_address(remote)
+            self.remote = remote
         if local_port is not None:
             self.local_port = local_port
         if remote_port is not None:
@@ -1263,7 +1259,7 @@ class IkeSa:
     def _informational_request(self, message_id: int, payloads: list) -> None:
         self.expected_request_id += 1
         answer = []
-        if w.find_notifies(payloads, "AUTHENTICATION_FAILED"):   # §2.21.2: we were refused
+        if c.find_notifies(payloads, N.AUTHENTICATION_FAILED):   # §2.21.2: we were refused
             self._respond(INFORMATIONAL, message_id, [], encrypted=True)
             for child in list(self.children.values()):
                 self._events.append(ChildSaDeleted(child.inbound_spi, child.outbound_spi,
@@ -1273,23 +1269,22 @@ class IkeSa:
             self._fail("the initiator did not accept our authentication",
                        "AUTHENTICATION_FAILED")
             return
-        if self.mobike and w.find_notifies(payloads, "UPDATE_SA_ADDRESSES"):
+        if self.mobike and c.find_notifies(payloads, N.UPDATE_SA_ADDRESSES):
             old_remote = str(self.remote)
             if self._arrived_on == 4500:   # RFC 4555 §3.3: the SA lives on 4500 now
                 self.local_port = 4500
-            self.remote, self.remote_port = ipaddress.ip_address(self._last_src), \
-                self._last_sport
+            self.remote, self.remote_port = self._last_src, self._last_sport
             self._check_nat(payloads, self._last_src, self._last_sport)
             answer += self._natd_notifies()
             self._events.append(IkeSaMoved(str(self.local), old_remote, str(self.local),
                                            str(self.remote), self.local_port,
                                            self.remote_port, self.nat_detected))
         ike_delete = False
-        for delete in (p for p in payloads if isinstance(p, w.IKEv2_Delete)):
-            if delete.proto == 1:
+        for delete in (p for p in payloads if type(p) is c.Delete):
+            if delete.protocol == 1:
                 ike_delete = True
                 continue
-            spis = [int.from_bytes(bytes(spi), "big") for spi in (delete.SPI or [])]
+            spis = [int.from_bytes(spi, "big") for spi in delete.spis]
             ours = []
             for spi in spis:   # the peer names its inbound SPI: our outbound one
                 child = next((c for c in self.children.values() if c.outbound_spi == spi),
@@ -1302,7 +1297,7 @@ class IkeSa:
                     self._events.append(ChildSaDeleted(child.inbound_spi,
                                                        child.outbound_spi, True))
             if ours:
-                answer.append(w.IKEv2_Delete(proto=3, SPI=ours))
+                answer.append(c.Delete(3, tuple(ours)))
         self._respond(INFORMATIONAL, message_id, answer, encrypted=True)
         if ike_delete:
             self.state = "CLOSED"
@@ -1310,19 +1305,19 @@ class IkeSa:
 
     def _auth_response(self, payloads: list) -> None:
         self.pending = None
-        failures = [n for n in w.find_notifies(payloads) if int(n.type) < 16384]
-        id_r = _first(payloads, w.IKEv2_IDr)
+        failures = [n for n in c.find_notifies(payloads) if n.type < 16384]
+        id_r = c.first(payloads, c.IDr)
         if id_r is None:
-            name = w.notify_name(failures[0]) if failures else "no IDr"
+            name = failures[0].name if failures else "no IDr"
             self._fail(f"IKE_AUTH refused: {name}", name if failures else None)
             return
         try:
-            self._verify_auth(id_r, _first(payloads, w.IKEv2_AUTH), False, payloads)
+            self._verify_auth(id_r, c.first(payloads, c.AUTH), False, payloads)
         except AuthenticationFailed as exc:
             self._reject_responder(exc.reason)
             return
-        self.peer_id = (ID_NAMES.get(int(id_r.IDtype), str(id_r.IDtype)), _id_text(id_r))
-        self.mobike = self.config.mobike and bool(w.find_notifies(payloads, "MOBIKE_SUPPORTED"))
+        self.peer_id = (ID_NAMES.get(id_r.id_type, str(id_r.id_type)), _id_text(id_r))
+        self.mobike = self.config.mobike and bool(c.find_notifies(payloads, N.MOBIKE_SUPPORTED))
         if self.config.remote_id is not None and not _is_configured(id_r, self.peer_id,
                                                                     self.config.remote_id):
             self._reject_responder(f"responder identity {self.peer_id[1]} is not the "
@@ -1333,32 +1328,32 @@ class IkeSa:
         self.state = "ESTABLISHED"
         self._events.append(IkeSaEstablished(self.spi_i, self.spi_r, self.proposal.keyword,
                                              self.peer_id, self.nat_detected))
-        cp = _first(payloads, w.IKEv2_CP)
+        cp = c.first(payloads, c.CP)
         if cp is not None:
-            for name, values in w.decode_cp(cp).items():
+            for name, values in cp.values().items():
                 for value in values:
                     if value is not None:
                         event = AddressAssigned(str(name), value, self.peer_id)
                         self.assigned.append(event)
                         self._events.append(event)
-        sa = _first(payloads, w.IKEv2_SA)
+        sa = c.first(payloads, c.SA)
         if failures or sa is None:
             if failures:
                 self._events.append(IkeSaFailed(
-                    f"child SA refused: {w.notify_name(failures[0])}",
-                    w.notify_name(failures[0])))
+                    f"child SA refused: {failures[0].name}",
+                    failures[0].name))
             return
         try:
             chosen = _responder_choice(sa, self.config.esp_proposals, ignore_ke=True)
         except RemoteProtocolError as exc:
             self._events.append(IkeSaFailed(f"child SA: {exc.reason}"))
             return
-        tsi = _selectors(_first(payloads, w.IKEv2_TSi))
-        tsr = _selectors(_first(payloads, w.IKEv2_TSr))
+        tsi = _selectors(c.first(payloads, c.TSi))
+        tsr = _selectors(c.first(payloads, c.TSr))
         if not tsi or not tsr:
             self._events.append(_unusable_selectors("IKE_AUTH"))
             return
-        transport = bool(w.find_notifies(payloads, "USE_TRANSPORT_MODE"))
+        transport = bool(c.find_notifies(payloads, N.USE_TRANSPORT_MODE))
         self._install_child(chosen, int.from_bytes(chosen.spi, "big"),
                             "transport" if transport else "tunnel", tsi, tsr)
         self._events.append(self.child)
@@ -1369,7 +1364,7 @@ class IkeSa:
         side keeps an SA; sent once, not waited for."""
         message_id = self.next_request_id
         self.next_request_id += 1
-        self._emit(self._build(INFORMATIONAL, [w.IKEv2_Notify(type="AUTHENTICATION_FAILED")],
+        self._emit(self._build(INFORMATIONAL, [c.Notify(N.AUTHENTICATION_FAILED)],
                                message_id, response=False, encrypted=True))
         self._fail(reason, "AUTHENTICATION_FAILED")
 
@@ -1386,8 +1381,7 @@ class IkeSa:
         if self.state != "ESTABLISHED":
             raise ValueError(f"nothing to delete in state {self.state}")
         self.state = "DELETING"
-        self._request(INFORMATIONAL, [w.IKEv2_Delete(proto=1, SPIsize=0, SPInum=0)],
-                      encrypted=True)
+        self._request(INFORMATIONAL, [c.Delete(1)], encrypted=True)
 
 
 # -- cookies (§2.6), computed without state by whoever answers IKE_SA_INIT -----------------
@@ -1405,33 +1399,27 @@ def make_cookie(secret: bytes, version: int, nonce_i: bytes, ip_i: str, spi_i: b
 def cookie_check(data: bytes, src: str, secret: bytes, version: int) -> bytes | None:
     """For an IKE_SA_INIT request: None if it carries our valid cookie, else the bytes of
     the response that asks for one. ``data`` must already be a valid IKE message."""
-    message = w.decode_message(data)
-    payloads = w.message_payloads(message)
-    nonce = _first(payloads, w.IKEv2_Nonce)
+    message = c.decode_message(data)
+    payloads = message.payloads
+    nonce = c.first(payloads, c.Nonce)
     if nonce is None:
         return None          # the engine answers INVALID_SYNTAX
-    expected = make_cookie(secret, version, bytes(nonce.nonce), src, bytes(message.init_SPI))
-    offered = w.find_notifies(payloads, "COOKIE")
-    if offered and bytes(offered[0].notify) == expected:
+    expected = make_cookie(secret, version, nonce.data, src, message.spi_i)
+    offered = c.find_notifies(payloads, N.COOKIE)
+    if offered and offered[0].data == expected:
         return None
-    return bytes(w.build_message(IKE_SA_INIT, [w.IKEv2_Notify(type="COOKIE",
-                                                             notify=expected)],
-                                 init_spi=bytes(message.init_SPI), message_id=0,
-                                 initiator=False, response=True))
+    return c.encode_message(c.Message(message.spi_i, bytes(8), IKE_SA_INIT, 0x20, 0,
+                                      [c.Notify(N.COOKIE, expected)]))
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _first(payloads, cls):
-    return next((p for p in payloads if isinstance(p, cls)), None)
-
-
 def _id_text(id_payload) -> str:
-    data = bytes(id_payload.ID)
-    if int(id_payload.IDtype) in (1, 5):
+    data = id_payload.data
+    if id_payload.id_type in (1, 5):
         return str(ipaddress.ip_address(data))
-    if int(id_payload.IDtype) == ID_TYPE_NUMBERS["der_asn1_dn"]:
+    if id_payload.id_type == ID_TYPE_NUMBERS["der_asn1_dn"]:
         return data.hex()     # a DER Name; shown by its certificate's subject once verified
     return data.decode(errors="replace")
 
@@ -1441,7 +1429,7 @@ def _is_configured(id_payload, peer: tuple[str, str], configured: tuple[str, str
     if configured[0] == "der_asn1_dn":
         try:
             return peer[0] == "der_asn1_dn" and \
-                certs.name_der(configured[1]) == bytes(id_payload.ID)
+                certs.name_der(configured[1]) == id_payload.data
         except ValueError:
             return False
     return peer == configured
@@ -1454,10 +1442,34 @@ def _ts(selector: Any) -> TrafficSelector | None:
     selector is narrowed away like a TS type we do not use, so a request left with no
     selector gets TS_UNACCEPTABLE (§2.9) instead of an exception."""
     try:
-        return TrafficSelector(selector.start_address, selector.end_address,
+        return TrafficSelector(_address(selector.start_address),
+                               _address(selector.end_address),
                                selector.protocol, selector.start_port, selector.end_port)
     except ValueError:
         return None
+
+
+def _ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address from text (or an address)."""
+    if isinstance(value, str):
+        return _parsed(value)
+    return ipaddress.ip_address(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parsing an IPv6 address costs ~10 us, and every IKE SA and datagram names one: the
+    few addresses a node talks to are parsed once (values are immutable)."""
+    return ipaddress.IPv6Address(text) if ":" in text else ipaddress.IPv4Address(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return str(address)
+
+
+def _address(packed: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.IPv4Address(packed) if len(packed) == 4 else ipaddress.IPv6Address(packed)
 
 
 def _unusable_selectors(exchange: str) -> IkeSaFailed:
@@ -1474,7 +1486,7 @@ def _responder_choice(sa, offered: Sequence[Proposal], *, ignore_ke: bool = Fals
     with exactly that one proposal, which must be one of the initiator's. Found by
     fuzzing: an SA payload with no proposal raised IndexError out of the engine. Raises
     :class:`RemoteProtocolError`."""
-    chosen = w.decode_sa(sa)
+    chosen = sa.to_proposals()
     if len(chosen) != 1:
         raise RemoteProtocolError(f"the responder chose {len(chosen)} proposals, not one "
                                   "(§2.7)")
@@ -1490,11 +1502,14 @@ def _selectors(payload: Any) -> list[TrafficSelector]:
     """The usable selectors of a TSi or TSr payload (none when it is absent)."""
     if payload is None:
         return []
-    return [ts for ts in map(_ts, w.decode_ts(payload)) if ts is not None]
+    found = (_ts(s) for s in payload.selectors if type(s) is c.AddressSelector)
+    return [ts for ts in found if ts is not None]
 
 
-def _wire_ts(ts: TrafficSelector):
-    return w.traffic_selector((ts.start, ts.end), ts.protocol, (ts.start_port, ts.end_port))
+def _wire_ts(ts: TrafficSelector) -> c.AddressSelector:
+    """A selector of ours as TS_IPV4_ADDR_RANGE / TS_IPV6_ADDR_RANGE (§3.13.1)."""
+    return c.AddressSelector(7 if ts.start.version == 4 else 8, ts.protocol, ts.start_port,
+                             ts.end_port, ts.start.packed, ts.end.packed)
 
 
 __all__ = ["IkeSa", "Datagram", "Event", "IkeSaEstablished", "ChildSaEstablished",

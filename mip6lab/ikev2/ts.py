@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 IPPROTO_MH = 135
 ANY_PROTOCOL = 0
 
@@ -37,8 +38,12 @@ class TrafficSelector:
     end_port: int = 0xFFFF
 
     def __post_init__(self) -> None:
-        start, end = ipaddress.ip_address(self.start), ipaddress.ip_address(self.end)
-        if start.version != end.version or start > end:
+        start, end = self.start, self.end
+        if type(start) not in _ADDRESS_TYPES:     # text or a number (an IKE engine's
+            start = ipaddress.ip_address(start)   # selectors are addresses already)
+        if type(end) not in _ADDRESS_TYPES:
+            end = ipaddress.ip_address(end)
+        if start.version != end.version or int(start) > int(end):
             raise ValueError(f"bad address range {start}-{end}")
         if not 0 <= self.start_port <= self.end_port <= 0xFFFF:
             raise ValueError(f"bad port range {self.start_port}-{self.end_port}")
@@ -70,9 +75,11 @@ class TrafficSelector:
             return None
         if self.protocol and other.protocol and self.protocol != other.protocol:
             return None
-        start, end = max(self.start, other.start), min(self.end, other.end)
+        # compared as integers: the same order, without ipaddress's type checks per call
+        start = self.start if int(self.start) >= int(other.start) else other.start
+        end = self.end if int(self.end) <= int(other.end) else other.end
         low, high = max(self.start_port, other.start_port), min(self.end_port, other.end_port)
-        if start > end or low > high:
+        if int(start) > int(end) or low > high:
             return None
         return TrafficSelector(start, end, self.protocol or other.protocol, low, high)
 

@@ -296,6 +296,7 @@ class UdpDriver:
         self.engines: dict[bytes, tuple[IkeSa, SaResult]] = {}   # every engine, by SPIi
         self.initiator: SaResult | None = None        # set by initiate(): no responding
         self.log = verbose or (lambda text: None)
+        self._logging = verbose is not None   # per datagram: format log lines only if kept
         self.on_event = on_event
         self._keepalive_at: dict[int, float] = {}     # id(result) -> next keepalive
 
@@ -318,13 +319,15 @@ class UdpDriver:
     def _flush(self, sa: IkeSa, result: SaResult) -> None:
         for d in sa.datagrams_to_send():
             sock = self.sockets.get(d.sport) or self.sockets[IKE_PORT]
-            self.log(f"send {len(d.data)} octets {d.src}[{d.sport}] -> {d.dst}[{d.dport}]")
+            if self._logging:
+                self.log(f"send {len(d.data)} octets {d.src}[{d.sport}] -> {d.dst}[{d.dport}]")
             try:
                 sock.sendto(d.data, (d.dst, d.dport))
             except OSError as exc:       # unreachable for now: the timer retransmits
                 self.log(f"sendto {d.dst}[{d.dport}] failed: {exc}")
         while (event := sa.next_event()) is not None:
-            self.log(f"event {_describe(event)}")
+            if self._logging:
+                self.log(f"event {_describe(event)}")
             result.events.append(event)
             if isinstance(event, IkeSaRekeyed):
                 new = event.new
@@ -347,7 +350,8 @@ class UdpDriver:
         except (BlockingIOError, InterruptedError):
             return
         src, sport = peer[0].split("%")[0], peer[1]
-        self.log(f"recv {len(payload)} octets {src}[{sport}] -> {self.local}[{port}]")
+        if self._logging:
+            self.log(f"recv {len(payload)} octets {src}[{sport}] -> {self.local}[{port}]")
         try:
             data = unwrap_udp(payload, port)
         except MalformedPacket:

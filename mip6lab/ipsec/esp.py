@@ -32,7 +32,7 @@ import struct
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import checksum
 
@@ -401,17 +401,21 @@ def _rebuild_transport(packet: bytes, at: int, nh_field: int, in_udp: bool,
 
 def _fix_inner_checksum(packet: bytes, offset: int, next_header: int) -> bytes:
     """RFC 3948 §3.1.2 option 2: after a NAT rewrote the outer addresses, recompute the
-    transport checksum (UDP or TCP) over the addresses the packet now carries."""
-    layer_class = {IPPROTO_UDP: UDP, IPPROTO_TCP: TCP}.get(next_header)
-    if layer_class is None or len(packet) < offset + (UDP_HEADER if layer_class is UDP
-                                                      else 20):
+    transport checksum (UDP or TCP) over the addresses the packet now carries.
+
+    On the bytes, the rest of the packet left as it came: a rebuild through scapy
+    re-encoded the TCP options it had dissected and raised on options it could not
+    (a Timestamp option of another length: TypeError, found by fuzzing)."""
+    at = {IPPROTO_UDP: 6, IPPROTO_TCP: 16}.get(next_header)
+    segment = packet[offset:]
+    if at is None or len(segment) < (UDP_HEADER if next_header == IPPROTO_UDP else 20):
         return packet
-    parsed = IP(packet)
-    layer = parsed.getlayer(layer_class)
-    if layer is None:
-        return packet
-    del layer.chksum
-    return bytes(parsed)
+    zeroed = segment[:at] + b"\0\0" + segment[at + 2:]
+    pseudo = packet[12:20] + bytes([0, next_header]) + len(segment).to_bytes(2, "big")
+    value = checksum(pseudo + zeroed)
+    if next_header == IPPROTO_UDP and value == 0:
+        value = 0xFFFF                  # RFC 768: zero means "no checksum"
+    return packet[:offset] + zeroed[:at] + value.to_bytes(2, "big") + zeroed[at + 2:]
 
 
 def open_copy(sa: SecurityAssociation, packet: bytes) -> Decapsulated:

@@ -22,12 +22,11 @@ An error comes back as the same type with ``error`` set to the errno name
 from __future__ import annotations
 
 import copy
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..net.interface import IPAddress
+from ..net.interface import IPAddress, as_address
 from .sad import SecurityAssociation, SecurityAssociationDatabase
 from .spd import SecurityPolicy, SecurityPolicyDatabase, Selectors
 
@@ -57,7 +56,7 @@ class MigrateRequest:
                 f"becomes {self.new_src}->{self.new_dst}")
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyMessage:
     """A PF_KEY-like message. Only the fields a type needs are set."""
 
@@ -116,6 +115,25 @@ class KeyMessage:
         return " ".join(parts)
 
 
+#: messages a key socket keeps in ``received`` (the newest)
+RECEIVED_KEPT = 64
+
+
+class _Newest(list):
+    """A list that keeps only its ``limit`` newest items (``append`` drops the oldest)."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def append(self, item) -> None:
+        super().append(item)
+        if len(self) > self.limit:
+            del self[0]
+
+
 class KeySocket:
     """A module's handle on the key engine (a PF_KEY socket)."""
 
@@ -124,7 +142,9 @@ class KeySocket:
         self.name = name
         self.registered: set[str] = set()
         self.listeners: list[Callable[[KeyMessage], None]] = []
-        self.received: list[KeyMessage] = []
+        # the last messages delivered, for a notebook or a test to read; bounded, as a
+        # home agent's sockets see every MN's messages
+        self.received: list[KeyMessage] = _Newest(RECEIVED_KEPT)
 
     def send(self, message: KeyMessage) -> KeyMessage:
         """Send a message to the engine; returns the engine's answer to us."""
@@ -161,6 +181,10 @@ class KeyEngine:
         self.clock = clock
         self.random_spi = random_spi
         self.trace = trace
+        #: whether the trace keeps a kind of event (mip6lab.trace levels): a crossing's
+        #: summary is written only when it is kept, the history of SAs only while frames
+        #: are (it decrypts them)
+        self.keeps: Callable[[str], bool] = lambda kind: True
         self.sockets: dict[str, KeySocket] = {}
         self.crossings = 0
         self._seq = 0
@@ -179,9 +203,10 @@ class KeyEngine:
 
     def _cross(self, message: KeyMessage, sender: str, receivers: list[str]) -> None:
         self.crossings += 1
-        if self.trace is not None:
-            self.trace("seam", f"{sender} → {', '.join(receivers) or '(nobody)'}: "
-                       f"{message.describe()}", sender=sender, receivers=receivers,
+        if self.trace is not None:   # counted at every level, summarized when kept
+            summary = f"{sender} → {', '.join(receivers) or '(nobody)'}: " \
+                f"{message.describe()}" if self.keeps("seam") else None
+            self.trace("seam", summary, sender=sender, receivers=receivers,
                        message=message.type, error=message.error)
 
     def submit(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
@@ -229,8 +254,8 @@ class KeyEngine:
                 break
         else:
             return self._error(message, "EEXIST", "no free SPI")
-        src = ipaddress.ip_address(message.src)
-        dst = ipaddress.ip_address(message.dst)
+        src = as_address(message.src)
+        dst = as_address(message.dst)
         larval = SecurityAssociation(spi, "in", src, dst, "aes128gcm16", b"", state="larval",
                                      created_us=self.clock())
         self.sad.add(larval)
@@ -263,7 +288,8 @@ class KeyEngine:
         return replace(message)
 
     def _added(self, sa: SecurityAssociation) -> None:
-        self.history.append(copy.copy(sa))
+        if self.keeps("tx"):    # the keys of frames kept in the trace (none: no history)
+            self.history.append(copy.copy(sa))
         for callback in list(self.on_sa_added):
             callback(sa)
 
@@ -342,8 +368,8 @@ class KeyEngine:
             return self._error(message, "ENOENT", "no SPD entry with these selectors")
         moved = 0
         for request in message.migrate:
-            old = (ipaddress.ip_address(request.old_src), ipaddress.ip_address(request.old_dst))
-            new = (ipaddress.ip_address(request.new_src), ipaddress.ip_address(request.new_dst))
+            old = (as_address(request.old_src), as_address(request.old_dst))
+            new = (as_address(request.new_src), as_address(request.new_dst))
             for policy in targets:
                 template = policy.template
                 if template is None or template.mode != request.mode:
@@ -353,7 +379,7 @@ class KeyEngine:
                         template.tunnel_local, template.tunnel_remote = new
                     elif (template.tunnel_remote, template.tunnel_local) == old:
                         template.tunnel_remote, template.tunnel_local = new
-            for sa in self.sad:
+            for sa in self.sad.between(*old):    # indexed: not every SA of a home agent
                 if sa.mode != request.mode or (request.reqid and sa.reqid != request.reqid):
                     continue
                 key = sa.spi if sa.direction == "in" else (sa.spi, sa.dst)
@@ -364,6 +390,7 @@ class KeyEngine:
                 else:
                     continue
                 self.sad.rekey(sa, key)
-                self.history.append(copy.copy(sa))
+                if self.keeps("tx"):
+                    self.history.append(copy.copy(sa))
                 moved += 1
         return replace(message, note=f"{moved} SAs moved")

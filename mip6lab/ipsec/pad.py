@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..errors import Mip6LabError
 
-from ..net.interface import IPAddress, IPNetwork
+from ..net.interface import IPAddress, IPNetwork, as_address
 
 class HomeAddressTaken(Mip6LabError):
     """A home address is bound to another identity in the PAD already."""
@@ -43,7 +43,7 @@ class PeerAuthorizationEntry:
         if self.auth_method not in ("psk", "certificate"):
             raise ValueError("auth_method is psk or certificate")
         self.allowed = [ipaddress.ip_network(a, strict=False) for a in self.allowed]
-        self.home_addresses = [ipaddress.ip_address(a) for a in self.home_addresses]
+        self.home_addresses = [as_address(a) for a in self.home_addresses]
 
     def matches(self, id_type: str, identity: str) -> bool:
         if id_type != self.id_type:
@@ -54,7 +54,7 @@ class PeerAuthorizationEntry:
 
     def authorizes(self, address: IPAddress) -> bool:
         """May this peer have SAs (and SPD entries) for ``address``?"""
-        address = ipaddress.ip_address(address)
+        address = as_address(address)
         return address in self.home_addresses or any(
             address.version == net.version and address in net for net in self.allowed)
 
@@ -100,7 +100,7 @@ class PeerAuthorizationDatabase:
         entry = self.lookup(id_type, identity)
         if entry is None:
             raise KeyError(f"no PAD entry for {id_type}:{identity}")
-        address = ipaddress.ip_address(address)
+        address = as_address(address)
         owner = self.owner_of(address)
         if owner is not None and owner is not entry:
             raise HomeAddressTaken(f"{address} is bound to {owner.id_type}:{owner.identity} "
@@ -124,7 +124,7 @@ class PeerAuthorizationDatabase:
 
     def owner_of(self, address: IPAddress) -> PeerAuthorizationEntry | None:
         """The peer a home address is bound to, if any."""
-        address = ipaddress.ip_address(address)
+        address = as_address(address)
         return self._owners.get(address)
 
     def table(self) -> list[dict[str, Any]]:

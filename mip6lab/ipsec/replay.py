@@ -33,6 +33,8 @@ class ReplayError(RemoteProtocolError):
 class ReplayWindow:
     """Anti-replay state of one inbound SA."""
 
+    __slots__ = ("size", "esn", "top", "bitmap", "mask")
+
     def __init__(self, size: int = 64, esn: bool = False) -> None:
         if size < 0:
             raise ValueError("window size must not be negative")

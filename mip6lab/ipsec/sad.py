@@ -14,20 +14,19 @@ and the key engine turns that into an EXPIRE message.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..crypto.esp_suites import CipherSuite, make_suite, suite_spec
-from ..net.interface import IPAddress
+from ..net.interface import IPAddress, as_address
 from .replay import ReplayWindow
 
 MAX_SEQ_32 = 0xFFFFFFFF
 MAX_SEQ_64 = 0xFFFFFFFFFFFFFFFF
 
 
-@dataclass
+@dataclass(slots=True)
 class Lifetime:
     """Soft and hard limits, in seconds and in bytes; None means no limit."""
 
@@ -37,12 +36,15 @@ class Lifetime:
     hard_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
 
 
-@dataclass
+@dataclass(slots=True)
 class SecurityAssociation:
-    """One direction of an ESP security association."""
+    """One direction of an ESP security association.
+
+    With ``__slots__``: a home agent holds four per mobile node, and the key engine's
+    history a copy of each (a dict per object would be most of their size)."""
 
     spi: int
     direction: str                       # "in" or "out"
@@ -65,10 +67,14 @@ class SecurityAssociation:
     bytes_processed: int = 0
     packets: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-    expired: set[str] = field(default_factory=set)   # "soft", "hard" already reported
+    expired: frozenset[str] = frozenset()   # "soft", "hard" already reported
     _cipher: CipherSuite | None = field(default=None, repr=False, compare=False)
     replay: ReplayWindow | None = field(default=None, repr=False, compare=False)
     _shape: tuple | None = field(default=None, repr=False, compare=False)  # esp.unseal's
+    _templates: tuple | None = field(default=None, init=False, repr=False,
+                                     compare=False)   # esp's header templates
+    spi_bytes: bytes = field(init=False, repr=False, compare=False)
+    seq_limit: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out"):
@@ -77,8 +83,8 @@ class SecurityAssociation:
             raise ValueError("mode is 'transport' or 'tunnel'")
         if not 0 < self.spi <= 0xFFFFFFFF or self.spi < 256:
             raise ValueError("SPI must be in 256..2^32-1 (RFC 4303 §2.1)")
-        self.src = ipaddress.ip_address(self.src)
-        self.dst = ipaddress.ip_address(self.dst)
+        self.src = as_address(self.src)
+        self.dst = as_address(self.dst)
         if self.src.version != self.dst.version:
             raise ValueError("SA endpoints must be of one address family")
         suite_spec(self.suite)  # fail early on an unknown suite
@@ -120,9 +126,9 @@ class SecurityAssociation:
                 continue
             if (seconds is not None and age >= seconds) or \
                     (nbytes is not None and self.bytes_processed >= nbytes):
-                self.expired.add(kind)
+                self.expired = self.expired | {kind}
                 if kind == "hard":
-                    self.expired.add("soft")
+                    self.expired = self.expired | {"soft"}
                     self.state = "dead"
                 else:
                     self.state = "dying"
@@ -162,6 +168,11 @@ class SecurityAssociationDatabase:
         self._outbound: dict[tuple[int, IPAddress], SecurityAssociation] = {}
         # outbound SAs by destination: a home agent's per-packet search stays small
         self._outbound_to: dict[IPAddress, dict[int, SecurityAssociation]] = {}
+        # every SA by its (src, dst) as filed, for MIGRATE (one MN's SAs among all the
+        # home agent's); the pair each SA was filed under, by id, to unfile it after
+        # MIGRATE has changed its addresses
+        self._between: dict[tuple[IPAddress, IPAddress], dict[int, SecurityAssociation]] = {}
+        self._pair: dict[int, tuple[IPAddress, IPAddress]] = {}
 
     @staticmethod
     def _key(sa: SecurityAssociation):
@@ -186,12 +197,29 @@ class SecurityAssociationDatabase:
         self._file(sa, self._key(sa))
 
     def _file(self, sa: SecurityAssociation, key) -> None:
-        self._table(sa.direction)[key] = sa
+        table = self._table(sa.direction)
+        old = table.get(key)
+        if old is not None:
+            self._unpair(old)
+        table[key] = sa
         if sa.direction == "out":
             self._outbound_to.setdefault(sa.dst, {})[sa.spi] = sa
+        self._unpair(sa)
+        pair = self._pair[id(sa)] = (sa.src, sa.dst)
+        self._between.setdefault(pair, {})[id(sa)] = sa
+
+    def _unpair(self, sa: SecurityAssociation) -> None:
+        pair = self._pair.pop(id(sa), None)
+        if pair is not None:
+            bucket = self._between[pair]
+            del bucket[id(sa)]
+            if not bucket:
+                del self._between[pair]
 
     def _unfile(self, direction: str, key) -> SecurityAssociation | None:
         sa = self._table(direction).pop(key, None)
+        if sa is not None:
+            self._unpair(sa)
         if sa is not None and direction == "out":
             spi, dst = key
             bucket = self._outbound_to.get(dst, {})
@@ -209,7 +237,7 @@ class SecurityAssociationDatabase:
         if direction == "in":
             return self._inbound.get(spi)
         if dst is not None:
-            return self._outbound.get((spi, ipaddress.ip_address(dst)))
+            return self._outbound.get((spi, as_address(dst)))
         return next((sa for (s, _), sa in self._outbound.items() if s == spi), None)
 
     def remove(self, sa: SecurityAssociation) -> SecurityAssociation | None:
@@ -220,13 +248,18 @@ class SecurityAssociationDatabase:
         self._unfile(sa.direction, old_key)
         self._file(sa, self._key(sa))
 
+    def between(self, a: IPAddress, b: IPAddress) -> list[SecurityAssociation]:
+        """The SAs from ``a`` to ``b`` and from ``b`` to ``a`` (an index, not a walk)."""
+        return [*self._between.get((a, b), {}).values(),
+                *(self._between.get((b, a), {}).values() if a != b else ())]
+
     def find(self, predicate: Callable[[SecurityAssociation], bool]) -> list[SecurityAssociation]:
         return [sa for sa in self if predicate(sa)]
 
     def outbound_for(self, reqid: int, dst: IPAddress | None = None) -> SecurityAssociation | None:
         """The newest usable outbound SA made for policy ``reqid`` (to ``dst``)."""
         candidates = self._outbound.values() if dst is None else \
-            self._outbound_to.get(ipaddress.ip_address(dst), {}).values()
+            self._outbound_to.get(as_address(dst), {}).values()
         found = [sa for sa in candidates
                  if sa.reqid == reqid and sa.state in ("mature", "dying")]
         return max(found, key=lambda sa: (sa.state == "mature", sa.created_us)) \
@@ -237,6 +270,8 @@ class SecurityAssociationDatabase:
         self._inbound.clear()
         self._outbound.clear()
         self._outbound_to.clear()
+        self._between.clear()
+        self._pair.clear()
         return gone
 
     def table(self) -> list[dict[str, Any]]:

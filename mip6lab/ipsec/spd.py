@@ -58,7 +58,7 @@ def _mh_type(value: Any) -> int | None:
     return MH_TYPES[value] if isinstance(value, str) else int(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selectors:
     """The selectors of an SPD entry, from this node's point of view. None = ANY."""
 
@@ -133,7 +133,7 @@ def _port_in(port: int | None, wanted: tuple[int, int] | None) -> bool:
     return wanted is None or (port is not None and wanted[0] <= port <= wanted[1])
 
 
-@dataclass
+@dataclass(slots=True)
 class IPsecTemplate:
     """How a PROTECT entry protects: ESP in a mode, between tunnel endpoints."""
 
@@ -150,7 +150,7 @@ class IPsecTemplate:
         return text + f" reqid={self.reqid}"
 
 
-@dataclass
+@dataclass(slots=True)
 class SecurityPolicy:
     """One SPD entry."""
 

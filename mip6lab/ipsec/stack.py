@@ -59,6 +59,7 @@ class IPsecStack:
                                 lambda: node.sim.random.randint(0x100, 0xFFFFFFFF),
                                 self._trace_seam)
         self.engine.on_sa_added.append(self._arm_lifetimes)
+        self.engine.keeps = node.trace.keeps
         self.stats = {"protected": 0, "decapsulated": 0, "bypassed": 0, "discarded": 0,
                       "dropped_in": 0, "acquires": 0, "keepalives": 0,
                       "keepalives_sent": 0}
@@ -76,7 +77,7 @@ class IPsecStack:
     def _trace_seam(self, kind: str, summary: str, **data: Any) -> None:
         self.node.trace.emit(self.node.name, "keyengine", kind, summary, **data)
 
-    def _event(self, summary: str, **data: Any) -> None:
+    def _event(self, summary: str | None, **data: Any) -> None:
         self.node.trace.emit(self.node.name, "ipsec", "state", summary, **data)
 
     def _drop(self, reason: str, packet: bytes, sa: SecurityAssociation | None = None) -> None:
@@ -124,8 +125,10 @@ class IPsecStack:
             return None
         self.stats["protected"] += 1
         self._check_lifetime(sa)
+        # counted at every trace level, summarized only where it is kept
         self._event(f"protected with SA 0x{sa.spi:08x} ({sa.mode}, {sa.suite}) by "
-                    f"{_rule(policy)}", spi=sa.spi, policy=policy.index)
+                    f"{_rule(policy)}" if self.node.trace.keeps("state") else None,
+                    spi=sa.spi, policy=policy.index)
         return [protected]
 
     def _acquire(self, policy: SecurityPolicy, selectors) -> None:
@@ -191,7 +194,8 @@ class IPsecStack:
                        f"{_rule(policy)} (RFC 4301 §5.2 step 4)", inner)
             return None
         self.stats["decapsulated"] += 1
-        self._event(f"ESP from SA 0x{sa.spi:08x} ({sa.mode}) accepted by {_rule(policy)}",
+        self._event(f"ESP from SA 0x{sa.spi:08x} ({sa.mode}) accepted by {_rule(policy)}"
+                    if self.node.trace.keeps("state") else None,
                     spi=sa.spi, policy=policy.index)
         self.last_input = sa
         if sa.mode == "tunnel":

@@ -398,7 +398,7 @@ def _check_resources(c: _Context) -> Optional[str]:
         return f"binding cache full ({limit} entries)"
     per_identity = c.cache.config.max_entries_per_identity
     if per_identity is not None and c.identity is not None:
-        held = sum(1 for entry in c.cache.entries() if entry.ike_identity == c.identity)
+        held = c.cache.held_by(c.identity)
         if held >= per_identity:
             return (f"IKE identity {c.identity!r} holds {held} bindings, the limit per "
                     f"identity is {per_identity}")
@@ -483,6 +483,9 @@ class BindingCache:
         self.config = config
         self._entries: dict[IPv6, BindingCacheEntry] = {}
         self._expiries: list[tuple[int, IPv6]] = []    # a heap, with stale items
+        # home addresses per IKE identity: the per-identity bound is checked on every
+        # new registration, and a walk over the cache would make that O(N) at an HA
+        self._by_identity: dict[Hashable, set[IPv6]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -498,6 +501,25 @@ class BindingCache:
 
     def entries_addresses(self) -> list[IPv6]:
         return list(self._entries)
+
+    def held_by(self, identity: Hashable) -> int:
+        """How many entries ``identity`` holds (RFC 4877 §4.2's identity of each)."""
+        return len(self._by_identity.get(identity, ()))
+
+    def _store(self, entry: BindingCacheEntry) -> None:
+        old = self._entries.get(entry.home_address)
+        if old is not None:
+            self._unstore(old)
+        self._entries[entry.home_address] = entry
+        self._by_identity.setdefault(entry.ike_identity, set()).add(entry.home_address)
+
+    def _unstore(self, entry: BindingCacheEntry) -> None:
+        del self._entries[entry.home_address]
+        held = self._by_identity.get(entry.ike_identity)
+        if held is not None:
+            held.discard(entry.home_address)
+            if not held:
+                del self._by_identity[entry.ike_identity]
 
     def state(self, home_address: IPv6) -> BindingState:
         return BindingState.REGISTERED if home_address in self._entries else BindingState.ABSENT
@@ -560,7 +582,7 @@ class BindingCache:
     def _deregister(self, bu: BindingUpdateRequest, existing: BindingCacheEntry,
                     identity: Hashable, dynamic_keying: bool) -> BindingUpdateResult:
         _transition(BindingState.REGISTERED, "deregister")
-        del self._entries[bu.home_address]
+        self._unstore(existing)
         k = self._k_bit(bu, dynamic_keying)
         events: list = [
             BindingDeleted(existing),
@@ -592,7 +614,7 @@ class BindingCache:
             nat_udp_port=bu.outer_udp_source_port if bu.udp_encapsulated else None,
         )
         _transition(self.state(bu.home_address), "register")
-        self._entries[bu.home_address] = entry
+        self._store(entry)
         heapq.heappush(self._expiries, (entry.expiry_us, bu.home_address))
         events: list = [BindingCreated(entry) if existing is None else BindingUpdated(existing, entry)]
         new_endpoint = bu.care_of_address if bu.care_of_address is not None else bu.home_address
@@ -643,11 +665,17 @@ class BindingCache:
         """Delete the entries whose lifetime has run out at ``now`` (§10.3.1: "MUST be
         deleted by the home agent after the expiration of this lifetime")."""
         events = []
-        for home_address, entry in list(self._entries.items()):
-            if entry.expiry_us <= now:
-                _transition(BindingState.REGISTERED, "expire")
-                del self._entries[home_address]
-                events.append(BindingExpired(entry))
+        heap = self._expiries
+        # the heap holds every live entry's expiry (and stale items of entries since
+        # refreshed or removed): only its due head is looked at, not the whole cache
+        while heap and heap[0][0] <= now:
+            when, home_address = heapq.heappop(heap)
+            entry = self._entries.get(home_address)
+            if entry is None or entry.expiry_us != when:
+                continue
+            _transition(BindingState.REGISTERED, "expire")
+            self._unstore(entry)
+            events.append(BindingExpired(entry))
         return events
 
     def table(self, now: int) -> list[dict[str, object]]:

@@ -72,6 +72,11 @@ SPD_OWNERS = ("mobility", "ike", "both")
 #: reqids of the two kinds of SA (they tie an SA to its SPD entry, PF_KEY sadb_x_sa2)
 BU_REQID, PAYLOAD_REQID = 1, 2
 MOBILITY = "mip6d"
+#: how an IKE SA that got no answer ends (:class:`IkeSaFailed`'s reason, RFC 7296 §2.1)
+UNREACHABLE = "peer unreachable"
+#: the BU transmission (RFC 6275 §11.8 back-off: ~3 s after a handover's first BU, 4.5 s
+#: after a first registration's) after which IKE is asked whether the HA is alive
+LIVENESS_AFTER_BU = 3
 
 
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -233,6 +238,10 @@ class MobileNodeCoupling(_Coupling):
         #: on the seam when the home address is known (``spd_owner`` mobility or both);
         #: an exception or something that is not a SecurityPolicy is an ``error`` event
         self.spd_entries: Callable[[SpdRequest], list[SecurityPolicy]] | None = None
+        #: where the mobile node is now (its newest care-of address; None at home): set
+        #: by the mobile node, read when an IKE SA is lost and a new one must start
+        self.current_care_of_address: Callable[[], Any] | None = None
+        self.recoveries = 0                 # new IKE SAs started after one was lost
 
     # -- bootstrap (RFC 4877 §9, RFC 5026 §5.3) -------------------------------------------
 
@@ -304,6 +313,40 @@ class MobileNodeCoupling(_Coupling):
             self._heard(f"CHILD_SA FAILED {event.mode}: {event.reason}", mode=event.mode)
         elif isinstance(event, IkeSaFailed):
             self._heard(f"IKE SA FAILED {event.reason}")
+            self._ike_sa_lost(event)
+
+    # -- recovery (RFC 7296 §2.1, §2.4; RFC 6275 §11.7.1) ---------------------------------
+
+    def _ike_sa_lost(self, event: IkeSaFailed) -> None:
+        """Our IKE SA with the HA gave up: no answer to a request after every
+        retransmission (RFC 7296 §2.1, §2.4: "the IKE SA is deleted"). If we are still
+        away, a new IKE SA from where we are now re-creates the SAs the BU needs, and
+        :attr:`on_ready` sends it -- how a lossy link, a lost BA after a move (K=1, IKE
+        still at the old address) or a restarted home agent (its SAs gone) is recovered.
+        A refusal (a notify: AUTHENTICATION_FAILED ...) is final and not retried."""
+        if event.notify is not None or not event.reason.endswith(UNREACHABLE):
+            return
+        here = self.current_care_of_address() if self.current_care_of_address else None
+        if here is None:
+            return
+        self.recoveries += 1
+        self.node.announce("coupling", f"IKE SA with {self.home_agent} lost "
+                           f"({event.reason}): a new one from {here}")
+        self.start(here)
+
+    def binding_update_unanswered(self, transmissions: int) -> None:
+        """The BU has gone ``transmissions`` times without a BA. RFC 7296 §2.4: "If there
+        has only been outgoing traffic on all of the SAs associated with an IKE SA, it is
+        essential to confirm liveness of the other endpoint to avoid black holes": once,
+        at the :data:`LIVENESS_AFTER_BU` th transmission, an empty INFORMATIONAL -- whose
+        failure (:meth:`_ike_sa_lost`) starts a new IKE SA. A home agent that restarted
+        answers no ESP of the old SAs; this is how the MN finds out."""
+        sa = self.ike_sa
+        if transmissions != LIVENESS_AFTER_BU or sa is None or sa.state != "ESTABLISHED":
+            return
+        if self.ike.check_liveness(sa):
+            self._request(f"LIVENESS CHECK of IKE SA {sa.local} ↔ {sa.remote} "
+                          f"(BU unanswered {transmissions} times)")
 
     def _create_child(self, mode: str, local_ts, remote_ts) -> None:
         self._request(f"CREATE_CHILD_SA {mode} {', '.join(map(str, local_ts))} ↔ "
@@ -527,6 +570,18 @@ class HomeAgentCoupling(_Coupling):
                     and sa.remote == address:
                 self._request(f"DISCARD IKE SA of {identity} at {address}", identity=identity)
                 self.ike.forget(sa)
+
+    def restarted(self) -> None:
+        """The home agent rebooted (:meth:`HomeAgent.restart`): the IKE daemon loses every
+        IKE SA and with them the child SAs, their leases and PAD bindings; the SPD entries
+        this module wrote for the home addresses it had learned go as well (a reboot
+        keeps only configuration: here, the IKE bypass entries)."""
+        self.ike.restart()
+        for policy in list(self.node.ipsec.spd):
+            if policy.owner == MOBILITY:
+                self.socket.send(KeyMessage("SPDDELETE", policy_index=policy.index))
+        self.payload_protected.clear()
+        self.identities.clear()
 
     def binding_deleted(self, hoa: IPv6) -> None:
         """The binding is gone: no tunnel, so no payload entry; the BU/BA entry stays

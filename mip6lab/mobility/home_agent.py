@@ -367,6 +367,38 @@ class HomeAgent:
             self.node.route_out(encapsulate(packet, TunnelEndpoint(
                 self.address4, udp[0], (DSMIP6_UDP_PORT, udp[1]))), protect=False)
 
+    # -- a restart ------------------------------------------------------------------------
+
+    def restart(self) -> int:
+        """The home agent reboots (a fault for a lab to inject): its binding cache, the
+        proxy Neighbor Discovery it did for those bindings and the IPv4 home addresses it
+        had allocated are gone -- RFC 6275 keeps the binding cache in memory only
+        (§9.1, §10.1). Its security state goes too, as a real reboot's would
+        (:meth:`HomeAgentCoupling.restarted`: IKE SAs, child SAs, the SPD entries written
+        for them, leases and PAD bindings; under RFC 4285 the configured mobility SAs
+        stay, being configuration). No message tells the mobile nodes: each finds out
+        when its next BU goes unanswered and registers again (RFC 6275 §11.7.1, §11.8;
+        RFC 7296 §2.4 for its IKE SA). Returns how many bindings were lost."""
+        lost = self.cache.entries()
+        for entry in lost:
+            self._proxy(entry.home_address, False)
+        self.home_interface.joined.difference_update(
+            {solicited_node(entry.home_address) for entry in lost})
+        self.cache = BindingCache(self.cache.config)
+        self.by_ipv4.clear()
+        if self.ipv4_pool is not None:
+            self.ipv4_pool = AddressPool(self.ipv4_pool.network, self.ipv4_pool.prefix_length)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        restarted = getattr(self.coupling, "restarted", None)
+        if restarted is not None:
+            restarted()
+        self.stats["restarts"] += 1
+        self._announce(f"home agent restarted: {len(lost)} binding(s) lost",
+                       bindings_lost=len(lost))
+        return len(lost)
+
     # -- expiry (§10.3.1) ------------------------------------------------------------------
 
     def _arm_expiry(self) -> None:

@@ -132,6 +132,8 @@ class MobileNode:
         host.bind_udp(DSMIP6_UDP_PORT, self._udp_tunnel)
         host.postrouting.append(self._tunnel_out)
         coupling.on_ready.append(self._security_ready)
+        if hasattr(coupling, "current_care_of_address"):   # IKE's: where to start anew
+            coupling.current_care_of_address = self._away_at
 
     @property
     def home_agent(self) -> IPv6Address:
@@ -198,6 +200,15 @@ class MobileNode:
         elif self.coupling.before_binding_update(coa):
             self._register()
         # else: IKE runs again from the new CoA; _security_ready sends the BU
+
+    def _away_at(self):
+        """The newest care-of address while away from home and still held; else None."""
+        coa = self.care_of_address
+        if self.at_home or coa is None:
+            return None
+        held = self.iface.find6(coa) if coa.version == 6 else \
+            next((a for a in self.iface.addresses4 if a.ip == coa), None)
+        return coa if held is not None else None
 
     def _security_ready(self) -> None:
         if self.home_address is None:
@@ -281,6 +292,13 @@ class MobileNode:
         self._arm()
 
     def _send_bu(self, bu: SendBindingUpdate) -> None:
+        if self.home_address is not None and not getattr(self.coupling, "ready", True):
+            # a new IKE SA is being made (the old one was lost): without its BU/BA SA this
+            # BU would only wake the key daemon's ACQUIRE; the SA's readiness sends a new one
+            self.stats["bu_held"] += 1
+            self._announce(f"held BU seq {bu.sequence_number}: the BU/BA SA is being "
+                           "negotiated again", sequence=bu.sequence_number)
+            return
         self.stats["bu_sent"] += 1
         if self.handovers:
             self.handovers[-1].bu_sent += 1
@@ -304,6 +322,9 @@ class MobileNode:
             # the BU too (RFC 6275 §11.7.1, §6.2.5; RFC 4877 §4.1 "MUST use the Alternate
             # Care-of Address mobility option"), first, so RFC 4285's options stay last
             options.insert(0, MIP6OptAltCoA(acoa=hao_from))
+        unanswered = getattr(self.coupling, "binding_update_unanswered", None)
+        if bu.retransmission and unanswered is not None:
+            unanswered(bu.retransmission + 1)   # RFC 7296 §2.4: is the HA's IKE alive?
         packet = bytes(build_bu(str(bu.home_address), hao_from, str(bu.home_agent),
                                 bu.sequence_number, seconds, **common))
         if isinstance(self.coupling, MobileNodeAuthOption):

@@ -13,6 +13,8 @@ and the ladder diagram show.
 from __future__ import annotations
 
 import ipaddress
+import struct
+from typing import Union
 
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import (
@@ -31,6 +33,9 @@ from scapy.layers.inet6 import (
 from scapy.layers.ipsec import ESP  # also binds ESP to IP, IPv6 and UDP 4500
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
+from scapy.utils import checksum
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -65,10 +70,13 @@ def link_local_from_mac(mac: str) -> ipaddress.IPv6Address:
     return address_in_prefix(ipaddress.IPv6Network("fe80::/64"), mac)
 
 
+#: ff02::1:ff00:0, the prefix of the solicited-node groups (RFC 4291 §2.7.1), as a number
+SOLICITED_NODE_PREFIX = int(ipaddress.IPv6Address("ff02::1:ff00:0"))
+
+
 def solicited_node(address: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
     """The solicited-node multicast group of ``address`` (RFC 4291 §2.7.1)."""
-    return ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0"))
-                                 | (int(address) & 0xFFFFFF))
+    return ipaddress.IPv6Address(SOLICITED_NODE_PREFIX | (int(address) & 0xFFFFFF))
 
 
 def multicast_mac(group: ipaddress.IPv6Address) -> str:
@@ -79,6 +87,44 @@ def multicast_mac(group: ipaddress.IPv6Address) -> str:
 
 def is_multicast_mac(mac: str) -> bool:
     return bool(int(mac[:2], 16) & 0x01)
+
+
+# -- IP/UDP on bytes -----------------------------------------------------------------------
+# The hot paths of a lab at scale (every IKE message is a UDP datagram) build and read
+# UDP without scapy; the bytes are the ones scapy makes with its defaults (hop limit 64,
+# IPv4 identification 1, TTL 64), which tests/test_trace.py checks against scapy.
+
+IPPROTO_UDP = 17
+_IPV6_UDP = struct.Struct("!IHBB16s16s")
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_UDP = struct.Struct("!HHHH")
+
+
+def udp_checksum(src: bytes, dst: bytes, segment: bytes) -> int:
+    """The UDP checksum of ``segment`` (its checksum field zero) over the pseudo-header of
+    packed addresses ``src`` and ``dst`` (RFC 768; RFC 8200 §8.1 for IPv6); a computed 0
+    is sent as 0xFFFF (RFC 768, RFC 8200 §8.1)."""
+    length = len(segment)
+    if len(src) == 16:
+        pseudo = src + dst + length.to_bytes(4, "big") + b"\x00\x00\x00\x11"
+    else:
+        pseudo = src + dst + b"\x00\x11" + length.to_bytes(2, "big")
+    return checksum(pseudo + segment) or 0xFFFF
+
+
+def build_udp(src: IPAddress, dst: IPAddress, sport: int, dport: int,
+              payload: bytes) -> bytes:
+    """An IPv6 or IPv4 packet carrying one UDP datagram, as bytes."""
+    length = 8 + len(payload)
+    segment = _UDP.pack(sport, dport, length, 0) + payload
+    ck = udp_checksum(src.packed, dst.packed, segment)
+    segment = segment[:6] + ck.to_bytes(2, "big") + segment[8:]
+    if src.version == 6:
+        return _IPV6_UDP.pack(0x60000000, length, IPPROTO_UDP, 64, src.packed,
+                              dst.packed) + segment
+    header = _IPV4.pack(0x45, 0, 20 + length, 1, 0, 64, IPPROTO_UDP, 0, src.packed,
+                        dst.packed)
+    return header[:10] + checksum(header).to_bytes(2, "big") + header[12:] + segment
 
 
 def dissect(frame: bytes) -> Ether:

@@ -12,10 +12,11 @@ from the interfaces' addresses, so that an address that goes also takes its rout
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from .frames import ALL_NODES, ALL_ROUTERS, link_local_from_mac, solicited_node
+from .frames import (ALL_NODES, ALL_ROUTERS, SOLICITED_NODE_PREFIX, link_local_from_mac,
+                     solicited_node)
 
 if TYPE_CHECKING:
     from .link import Link
@@ -26,8 +27,24 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 INFINITE = None  # a lifetime that never ends
 
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
-@dataclass
+
+def as_address(value: str | bytes | int | IPAddress) -> IPAddress:
+    """``ipaddress.ip_address(value)``, without its cost on what is already an address
+    (it tries IPv4 first by formatting the object as text, then parses that text as
+    IPv6) or on packed bytes (4 octets IPv4, 16 IPv6): the per-packet paths have those."""
+    if type(value) in _ADDRESS_TYPES:
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) == 16:
+            return ipaddress.IPv6Address(bytes(value))
+        if len(value) == 4:
+            return ipaddress.IPv4Address(bytes(value))
+    return ipaddress.ip_address(value)
+
+
+@dataclass(slots=True)
 class Address6:
     """An IPv6 address on an interface (RFC 4862 terms)."""
 
@@ -35,10 +52,12 @@ class Address6:
     origin: str                        # "link-local", "static", "slaac"
     valid_until_us: int | None = INFINITE
     preferred_until_us: int | None = INFINITE
+    # ``interface.ip`` makes a new address object at every call; every received frame
+    # asks for it (is it ours?), so it is made once
+    ip: ipaddress.IPv6Address = field(init=False, repr=False, compare=False)
 
-    @property
-    def ip(self) -> ipaddress.IPv6Address:
-        return self.interface.ip
+    def __post_init__(self) -> None:
+        self.ip = self.interface.ip
 
     def preferred(self, now_us: int) -> bool:
         return self.preferred_until_us is None or now_us < self.preferred_until_us
@@ -56,10 +75,11 @@ class Interface:
         self.addresses6: list[Address6] = [
             Address6(ipaddress.IPv6Interface(f"{self.link_local}/64"), "link-local")]
         self.addresses4: list[ipaddress.IPv4Interface] = []
+        self.mac_bytes = bytes.fromhex(mac.replace(":", ""))
         self.ethernet_headers: dict[tuple[str, int], bytes] = {}
         # groups joined for addresses the node answers for without holding them (a home
         # agent's proxy ND listens to each home address's solicited-node group)
-        self.joined: set[ipaddress.IPv6Address] = set()
+        self.joined: MulticastGroups = MulticastGroups()
 
     @property
     def fullname(self) -> str:
@@ -104,10 +124,39 @@ class Interface:
 
     def groups6(self) -> set[ipaddress.IPv6Address]:
         """Multicast groups the interface listens to (RFC 4861 §7.2.1, RFC 4291 §2.8)."""
-        groups = {ALL_NODES} | {solicited_node(a.ip) for a in self.addresses6} | self.joined
+        groups = {ALL_NODES} | {solicited_node(a.ip) for a in self.addresses6}
+        groups.update(self.joined)
         if self.node.forwarding:
             groups.add(ALL_ROUTERS)
         return groups
+
+    # The two tests below answer what ``groups6()`` would, without building it: a home
+    # agent's interface has joined a group per home address, and every multicast frame
+    # on the home link is tested.
+
+    def listens_to(self, group: ipaddress.IPv6Address) -> bool:
+        """Whether ``group`` is one of :meth:`groups6`."""
+        if group == ALL_NODES or group in self.joined:
+            return True
+        if group == ALL_ROUTERS:
+            return self.node.forwarding
+        value = int(group)
+        if value >> 24 != SOLICITED_NODE_PREFIX >> 24:
+            return False
+        low = value & 0xFFFFFF     # RFC 4291 §2.7.1: the address's low 24 bits
+        return any(int(a.ip) & 0xFFFFFF == low for a in self.addresses6)
+
+    def listens_to_mac(self, low32: int) -> bool:
+        """Whether the network card passes a frame for ``33:33:`` + ``low32`` (RFC 2464
+        §7): some group of :meth:`groups6` has those low 32 bits."""
+        if low32 == 1 or low32 in self.joined.low32:     # ff02::1 is 33:33:00:00:00:01
+            return True
+        if low32 == 2:
+            return self.node.forwarding
+        if low32 >> 24 != 0xFF:                           # solicited-node: 33:33:ff:...
+            return False
+        low = low32 & 0xFFFFFF
+        return any(int(a.ip) & 0xFFFFFF == low for a in self.addresses6)
 
     def source_for(self, dst: IPAddress) -> IPAddress | None:
         """Source address selection, simplified from RFC 6724: same family, same scope,
@@ -119,11 +168,93 @@ class Interface:
                     return a.ip
             return self.addresses4[0].ip if self.addresses4 else None
         want_link_local = dst.is_link_local or (dst.is_multicast and (dst.packed[1] & 0x0F) <= 2)
-        candidates = [a for a in self.addresses6 if a.ip.is_link_local == want_link_local]
+        candidates = [a for a in self.addresses6 if _is_link_local6(a.ip) == want_link_local]
         if not candidates:
             return None
         candidates.sort(key=lambda a: (not a.preferred(now), dst not in a.interface.network))
         return candidates[0].ip
+
+
+class MulticastGroups(set):
+    """A set of IPv6 multicast groups that also counts their Ethernet filters (the low 32
+    bits of each group, RFC 2464 §7) in :attr:`low32`, kept up to date by every method
+    that changes the set."""
+
+    __slots__ = ("low32",)
+
+    def __init__(self, groups=()) -> None:
+        super().__init__()
+        self.low32: dict[int, int] = {}
+        self.update(groups)
+
+    def _count(self, group, step: int) -> None:
+        key = int(group) & 0xFFFFFFFF
+        left = self.low32.get(key, 0) + step
+        if left:
+            self.low32[key] = left
+        else:
+            self.low32.pop(key, None)
+
+    def add(self, group) -> None:
+        if group not in self:
+            super().add(group)
+            self._count(group, 1)
+
+    def discard(self, group) -> None:
+        if group in self:
+            super().discard(group)
+            self._count(group, -1)
+
+    def remove(self, group) -> None:
+        if group not in self:
+            raise KeyError(group)
+        self.discard(group)
+
+    def pop(self):
+        group = super().pop()
+        self._count(group, -1)
+        return group
+
+    def clear(self) -> None:
+        super().clear()
+        self.low32.clear()
+
+    def update(self, *others) -> None:
+        for other in others:
+            for group in other:
+                self.add(group)
+
+    def difference_update(self, *others) -> None:
+        for other in others:
+            for group in list(other):
+                self.discard(group)
+
+    def intersection_update(self, *others) -> None:
+        keep = set(self).intersection(*others)
+        self.difference_update([g for g in self if g not in keep])
+
+    def symmetric_difference_update(self, other) -> None:
+        for group in set(other):
+            if group in self:
+                self.discard(group)
+            else:
+                self.add(group)
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __isub__(self, other):
+        self.difference_update(other)
+        return self
+
+    def __iand__(self, other):
+        self.intersection_update(other)
+        return self
+
+    def __ixor__(self, other):
+        self.symmetric_difference_update(other)
+        return self
 
 
 @dataclass
@@ -182,15 +313,43 @@ class RoutingTable:
         return self.connected() + self.routes
 
     def lookup(self, dst: IPAddress) -> Route | None:
-        """The most specific route to ``dst`` whose interface is attached, or None."""
-        best: Route | None = None
-        for route in self.all():
+        """The most specific route to ``dst`` whose interface is attached, or None.
+
+        The routes of :meth:`all`, in its order (the first of equally good ones wins),
+        without making a Route object of every connected prefix for every packet: only
+        the winner, if it is a connected one, is made."""
+        interfaces = self.node.interfaces
+        best_key: tuple[int, int] | None = None
+        connected = None               # (network, interface name) of the best so far
+        for iface in interfaces.values():
+            if iface.link is None:
+                continue
+            if dst.version == 6:
+                for a in iface.addresses6:
+                    network = a.interface.network
+                    if (best_key is None or network.prefixlen > best_key[0]) and \
+                            dst in network and not _is_link_local6(a.ip):
+                        best_key, connected = (network.prefixlen, 0), (network, iface.name)
+            else:
+                for a4 in iface.addresses4:
+                    network = a4.network
+                    if (best_key is None or network.prefixlen > best_key[0]) and \
+                            dst in network:
+                        best_key, connected = (network.prefixlen, 0), (network, iface.name)
+        best = Route(connected[0], connected[1], None, "connected") \
+            if connected is not None else None
+        for route in self.routes:
             if route.network.version != dst.version or dst not in route.network:
                 continue
-            iface = self.node.interfaces.get(route.interface)
+            iface = interfaces.get(route.interface)
             if iface is None or iface.link is None:
                 continue
-            if best is None or (route.network.prefixlen, -route.metric) > \
-                    (best.network.prefixlen, -best.metric):
-                best = route
+            key = (route.network.prefixlen, -route.metric)
+            if best_key is None or key > best_key:
+                best, best_key = route, key
         return best
+
+
+def _is_link_local6(address: ipaddress.IPv6Address) -> bool:
+    """fe80::/10 (RFC 4291 §2.5.6), without the network object ``is_link_local`` makes."""
+    return int(address) >> 118 == 0x3FA

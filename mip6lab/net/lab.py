@@ -9,6 +9,9 @@ and the nodes and links. It is the object a notebook holds::
     lab.run_until(lambda lab: ...)  # until a condition holds
     lab.reset()                     # rebuild from scratch: the same seed replays exactly
 
+``Lab(..., trace_level="events")`` (or ``"counts"``) keeps less of the trace, for runs at
+scale; the default, ``"full"``, keeps every frame (see :mod:`mip6lab.trace`).
+
 A lab whose links include real devices (:meth:`Lab.add_packet_link`, root only) holds
 sockets: :meth:`Lab.close` (or ``with Lab(...) as lab:``) releases them, and such a lab
 is run against the wall clock by :class:`~mip6lab.net.realtime.RealTimeRunner`.
@@ -51,9 +54,12 @@ class Lab:
 
     backend = "inproc"
 
-    def __init__(self, seed: int = 0, build: Callable[[Lab], Any] | None = None) -> None:
+    def __init__(self, seed: int = 0, build: Callable[[Lab], Any] | None = None, *,
+                 trace_level: str = "full") -> None:
         self._build = build
         self.seed = seed
+        #: what the trace keeps ("full", "events", "counts": mip6lab.trace's LEVELS)
+        self.trace_level = trace_level
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -63,7 +69,7 @@ class Lab:
         if getattr(self, "links", None):
             self.close()  # the sockets of the old topology's packet links
         self.sim = Simulator(self.seed)
-        self.trace = Trace(lambda: self.sim.now_us)
+        self.trace = Trace(lambda: self.sim.now_us, self.trace_level)
         self.nodes: dict[str, Node] = {}
         self.links: dict[str, Link] = {}
         self.errors: list[tuple[str, Exception, str]] = []

@@ -117,11 +117,10 @@ class Link:
         if held and not lost:
             comments.append("held back by this link (reordering)")
         self.stats["sent"] += 1
-        tx = trace.emit(node, "link", "tx", link=self.name, packet=frame,
-                        comments=comments)
+        trace.emit(node, "link", "tx", link=self.name, packet=frame, comments=comments)
         if lost:
             self.stats["lost"] += 1
-            trace.emit(node, "link", "drop", tx.summary, link=self.name, packet=frame,
+            trace.emit(node, "link", "drop", None, link=self.name, packet=frame,
                        reason="lost on link")
             return
         if copies == 2:
@@ -131,7 +130,7 @@ class Link:
         receivers = self._receivers(sender, dst_mac)
         if not receivers:
             if not is_multicast_mac(dst_mac):  # a multicast nobody hears is no loss
-                trace.emit(node, "link", "drop", tx.summary, link=self.name,
+                trace.emit(node, "link", "drop", None, link=self.name,
                            packet=frame, reason=f"no station with MAC {dst_mac} on "
                            f"{self.name}")
             return

@@ -1,7 +1,8 @@
 """Address resolution: IPv6 Neighbor Discovery (RFC 4861 §7) and ARP (RFC 826).
 
 A node resolves the link-layer address of a next hop before it can send a frame. A
-miss queues the packet (a few per neighbour, RFC 4861 §7.2.2), sends a Neighbor
+miss queues the packet (a few per neighbour, the newest replacing the oldest when the
+queue is full, RFC 4861 §7.2.2), keeps them across the retries, sends a Neighbor
 Solicitation to the solicited-node group or an ARP request to broadcast, retries every
 RetransTimer and gives up after MAX_MULTICAST_SOLICIT tries, answering the queued
 packets' sources with ICMP "address unreachable" (RFC 4861 §7.2.2, RFC 4443 §3.1).
@@ -105,8 +106,12 @@ class NeighborTable:
             self._solicit(iface, nexthop, l3)
             return
         if len(pending.queue) >= QUEUE_PER_NEIGHBOR:
-            self.node.drop("nd", "resolution queue full", l3, ethertype=ethertype)
-            return
+            # RFC 4861 §7.2.2: "When a queue overflows, the new arrival SHOULD replace
+            # the oldest entry" -- the newest is the likeliest still wanted (a BA after
+            # the data packets that filled the queue, a retransmission after its original)
+            oldest, old_type = pending.queue.pop(0)
+            self.node.drop("nd", "resolution queue full: oldest packet replaced", oldest,
+                           ethertype=old_type)
         pending.queue.append((l3, ethertype))
 
     def _solicit(self, iface: Interface, nexthop: IPAddress, trigger: bytes) -> None:

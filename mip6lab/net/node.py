@@ -53,9 +53,8 @@ from scapy.packet import Packet
 from scapy.utils import checksum
 
 from ..errors import MalformedPacket, RemoteProtocolError
-from .frames import (BROADCAST_MAC, ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
-                     multicast_mac)
-from .interface import Interface, IPAddress, RoutingTable
+from .frames import ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, build_udp
+from .interface import Interface, IPAddress, RoutingTable, as_address
 from .neighbor import NeighborTable
 
 if TYPE_CHECKING:
@@ -219,12 +218,13 @@ class Node:
     def _receive_frame(self, iface: Interface, frame: bytes) -> None:
         if len(frame) < ETH_HEADER_LEN:
             raise MalformedPacket("frame shorter than an Ethernet header")
-        dst_mac = ":".join("%02x" % b for b in frame[:6])
-        if dst_mac != iface.mac and dst_mac != BROADCAST_MAC and not frame[0] & 1:
+        if frame[0] & 1:     # multicast or broadcast
+            if frame[:2] == b"\x33\x33" and \
+                    not iface.listens_to_mac(int.from_bytes(frame[2:6], "big")):
+                return  # the network card's multicast filter: a group we did not join
+        elif frame[:6] != iface.mac_bytes:
+            dst_mac = ":".join("%02x" % b for b in frame[:6])
             raise RemoteProtocolError(f"frame for {dst_mac}, not {iface.mac}")
-        if frame[0] & 1 and dst_mac.startswith("33:33:") and \
-                dst_mac not in {multicast_mac(g) for g in iface.groups6()}:
-            return  # the network card's multicast filter: a group we did not join
         ethertype = int.from_bytes(frame[12:14], "big")
         l3 = frame[ETH_HEADER_LEN:]
         if ethertype == ETH_P_IPV6:
@@ -262,6 +262,8 @@ class Node:
                 if l3 is None:
                     return
             if version == 6:
+                if l3[6] == IPPROTO_UDP and self._deliver_udp6(iface, l3):
+                    return
                 self.deliver_ipv6(iface, _dissect(IPv6, l3, "IPv6 packet"))
             else:
                 self.deliver_ipv4(iface, _dissect(IP, l3, "IPv4 packet"))
@@ -273,7 +275,7 @@ class Node:
 
     def is_local6(self, iface: Interface, dst: ipaddress.IPv6Address) -> bool:
         if dst.is_multicast:
-            return dst in iface.groups6()
+            return iface.listens_to(dst)
         return self.owns(dst)
 
     def is_local4(self, iface: Interface, dst: ipaddress.IPv4Address) -> bool:
@@ -342,6 +344,28 @@ class Node:
         handler(UdpDatagram(ipaddress.ip_address(ip.src), udp.sport,
                             ipaddress.ip_address(ip.dst), udp.dport,
                             bytes(udp.payload), iface.name))
+
+    def _deliver_udp6(self, iface: Interface, l3: bytes) -> bool:
+        """UDP right after the IPv6 header, to a bound port, read off the bytes: what
+        :meth:`deliver_ipv6` and :meth:`_deliver_udp` do with scapy's dissection, with
+        the same checks (RFC 8200 §8.1: checksum over the pseudo-header, never zero).
+        False, having done nothing, for whatever is not that plain case (a length field
+        that disagrees with the packet, no socket on the port): the scapy path answers."""
+        if len(l3) < 48 or int.from_bytes(l3[44:46], "big") != len(l3) - 40:
+            return False
+        handler = self.udp_ports.get(int.from_bytes(l3[42:44], "big"))
+        if handler is None:
+            return False
+        if l3[46:48] == b"\x00\x00":
+            raise MalformedPacket("UDP over IPv6 with a zero checksum")
+        if checksum(l3[8:40] + (len(l3) - 40).to_bytes(4, "big") + b"\x00\x00\x00\x11"
+                    + l3[40:]) != 0:
+            raise MalformedPacket("bad UDP checksum")
+        handler(UdpDatagram(ipaddress.IPv6Address(l3[8:24]),
+                            int.from_bytes(l3[40:42], "big"),
+                            ipaddress.IPv6Address(l3[24:40]),
+                            int.from_bytes(l3[42:44], "big"), l3[48:], iface.name))
+        return True
 
     def receive_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
         # scapy's ICMPv6EchoReply subclasses ICMPv6EchoRequest: test the reply first.
@@ -449,7 +473,7 @@ class Node:
         for packet in packets:
             version = packet[0] >> 4
             ethertype = ETH_P_IPV6 if version == 6 else ETH_P_IP
-            dst = ipaddress.ip_address(packet[24:40] if version == 6 else packet[16:20])
+            dst = as_address(packet[24:40] if version == 6 else packet[16:20])
             route = self.routes.lookup(dst)
             if route is None:
                 self.drop("ip", f"no route to {dst}", packet, ethertype=ethertype)
@@ -541,7 +565,22 @@ class Node:
 
     def send_udp(self, dst: str | IPAddress, dport: int, payload: bytes, sport: int,
                  src: str | IPAddress | None = None) -> bool:
-        dst = ipaddress.ip_address(dst)
+        """Send a UDP datagram, as :meth:`send_ip` would send it built by scapy. Built
+        on bytes (:func:`~mip6lab.net.frames.build_udp`) when a route exists: every
+        IKE message takes this path."""
+        dst = as_address(dst)
+        route = self.routes.lookup(dst)
+        if route is not None:
+            iface = self.interfaces[route.interface]
+            source = iface.source_for(dst) if src is None else as_address(src)
+            if source is not None and source.version == dst.version:
+                l3 = build_udp(source, dst, sport, dport, bytes(payload))
+                if self.ipsec is not None:
+                    return self.route_out(l3)
+                self.output(l3, iface.name, route.gateway or dst,
+                            ETH_P_IPV6 if dst.version == 6 else ETH_P_IP)
+                return True
+        # no route, or no source address: scapy's packet and send_ip's answers
         ip = IPv6(dst=str(dst)) if dst.version == 6 else IP(dst=str(dst))
         if src is not None:
             ip.src = str(src)

@@ -381,9 +381,9 @@ class PacketLink(Link):
         """Write ``frame`` to the device; ``tx`` of the sender, ``rx`` of the peer."""
         trace, node = self.lab.trace, sender.node.name
         self.stats["sent"] += 1
-        tx = trace.emit(node, "link", "tx", link=self.name, packet=frame, comments=[])
+        trace.emit(node, "link", "tx", link=self.name, packet=frame, comments=[])
         if self._sock is None:
-            trace.emit(node, "link", "drop", tx.summary, link=self.name, packet=frame,
+            trace.emit(node, "link", "drop", None, link=self.name, packet=frame,
                        reason="packet link closed")
             return
         try:
@@ -393,7 +393,7 @@ class PacketLink(Link):
             reason = f"{self.device}: {exc.strerror or exc}"
             if exc.errno == errno.EAGAIN:
                 reason = f"{self.device}: socket send buffer full"
-            trace.emit(node, "link", "drop", tx.summary, link=self.name, packet=frame,
+            trace.emit(node, "link", "drop", None, link=self.name, packet=frame,
                        reason=reason)
             return
         self.stats["delivered"] += 1
@@ -455,16 +455,15 @@ class PacketLink(Link):
             self.stats["unattached"] += 1
             return
         self.stats["received"] += 1
-        tx = trace.emit(self.peer, "link", "tx", link=self.name, packet=frame,
-                        comments=[])
+        trace.emit(self.peer, "link", "tx", link=self.name, packet=frame, comments=[])
         if problem is not None:
-            trace.emit(iface.node.name, "link", "drop", tx.summary, link=self.name,
+            trace.emit(iface.node.name, "link", "drop", None, link=self.name,
                        packet=frame, reason=problem)
             return
         dst_mac = ":".join("%02x" % b for b in frame[:6])
         if pkttype == PACKET_OTHERHOST and not is_multicast_mac(dst_mac):
             self.stats["other_host"] += 1
-            trace.emit(self.peer, "link", "drop", tx.summary, link=self.name,
+            trace.emit(self.peer, "link", "drop", None, link=self.name,
                        packet=frame, reason=f"no station with MAC {dst_mac} on {self.name}")
             return
         self.stats["delivered"] += 1

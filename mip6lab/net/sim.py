@@ -4,6 +4,9 @@ Time is simulated and counted in whole microseconds (the resolution of a pcapng
 timestamp), so that no float rounding can make two runs differ. Events are kept in a
 heap ordered by (time, sequence number): two events due at the same microsecond run in
 the order they were scheduled, which makes a run with the same seed replay exactly.
+The heap holds ``(time, sequence, call)`` tuples, compared by the interpreter's tuple
+order (the sequence is unique, so the call itself is never compared): a lab at scale
+pushes and pops millions of them.
 
 The simulator owns the only random source of a lab (``sim.random``, seeded). Every
 module that needs randomness -- loss on a link, a NAT's port choice, later SPIs and
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 US_PER_S = 1_000_000
@@ -25,16 +27,26 @@ def seconds_to_us(seconds: float) -> int:
     return round(seconds * US_PER_S)
 
 
-@dataclass(order=True)
 class ScheduledCall:
     """One pending event: call ``callback(*args)`` at ``time_us``."""
 
-    time_us: int
-    seq: int
-    callback: Callable[..., Any] = field(compare=False)
-    args: tuple = field(compare=False, default=())
-    label: str = field(compare=False, default="")
-    cancelled: bool = field(compare=False, default=False)
+    __slots__ = ("time_us", "seq", "callback", "args", "label", "cancelled")
+
+    def __init__(self, time_us: int, seq: int, callback: Callable[..., Any],
+                 args: tuple = (), label: str = "", cancelled: bool = False) -> None:
+        self.time_us = time_us
+        self.seq = seq
+        self.callback = callback
+        self.args = args
+        self.label = label
+        self.cancelled = cancelled
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self.cancelled else ""
+        return f"<ScheduledCall {self.time_us} us #{self.seq} {self.label!r}{state}>"
+
+    def __lt__(self, other: ScheduledCall) -> bool:
+        return (self.time_us, self.seq) < (other.time_us, other.seq)
 
     def cancel(self) -> None:
         """Cancel the call; a cancelled call is skipped when its time comes."""
@@ -48,7 +60,7 @@ class Simulator:
         self.seed = seed
         self.random = random.Random(seed)
         self.now_us = 0
-        self._heap: list[ScheduledCall] = []
+        self._heap: list[tuple[int, int, ScheduledCall]] = []
         self._seq = 0
         self.executed = 0
 
@@ -64,7 +76,7 @@ class Simulator:
             raise ValueError(f"cannot schedule in the past ({time_us} < {self.now_us})")
         self._seq += 1
         call = ScheduledCall(time_us, self._seq, callback, args, label)
-        heapq.heappush(self._heap, call)
+        heapq.heappush(self._heap, (time_us, self._seq, call))
         return call
 
     def call_later(self, delay_s: float, callback: Callable[..., Any], *args: Any,
@@ -74,24 +86,25 @@ class Simulator:
                             label=label)
 
     def _drop_cancelled(self) -> None:
-        while self._heap and self._heap[0].cancelled:
-            heapq.heappop(self._heap)
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
 
     def peek_time_us(self) -> int | None:
         """Time of the next live event, or None when nothing is pending."""
         self._drop_cancelled()
-        return self._heap[0].time_us if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pending(self) -> int:
         """Number of live pending events."""
-        return sum(1 for call in self._heap if not call.cancelled)
+        return sum(1 for _, _, call in self._heap if not call.cancelled)
 
     def scheduled(self, label: str = "") -> list[tuple[int, str]]:
         """The live pending calls whose label contains ``label`` (all with ""), as
         (time_us, label) in the order they will run: the timers a lab holds now -- a
         binding's refresh, a NAT mapping's timeout, a keepalive (RFC 5555 §4.3,
         RFC 3948 §2.3) -- for a notebook to count. Reading them changes nothing."""
-        return [(call.time_us, call.label) for call in sorted(self._heap)
+        return [(call.time_us, call.label) for _, _, call in sorted(self._heap)
                 if not call.cancelled and label in call.label]
 
     def step(self) -> ScheduledCall | None:
@@ -99,7 +112,7 @@ class Simulator:
         self._drop_cancelled()
         if not self._heap:
             return None
-        call = heapq.heappop(self._heap)
+        call = heapq.heappop(self._heap)[2]
         self.now_us = call.time_us
         self.executed += 1
         call.callback(*call.args)

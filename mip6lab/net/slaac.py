@@ -6,6 +6,10 @@ Advertisements (RFC 4861 §6.3.4, RFC 4862 §5.5.3): a default route via the RA'
 sender, and for every prefix with the A flag an address made of the /64 prefix and the
 interface's modified EUI-64 identifier, with its valid and preferred lifetimes.
 
+Each address formed is announced to the routers with unsolicited Neighbor Advertisements
+(gratuitous Neighbor Discovery, RFC 9131), so that the first packet for it does not wait
+on -- or, on a lossy link, die in -- the router's address resolution.
+
 Movement detection (RFC 6275 §11.5.1, in its simplest form): when an interface comes up
 on a link, the first RA received there tells the host which prefixes it is on. If none of
 them was on the link it left, the host has moved; it says so in the trace and tells the
@@ -22,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scapy.layers.inet6 import (
+    ICMPv6ND_NA,
     ICMPv6ND_RA,
     ICMPv6ND_RS,
+    ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptPrefixInfo,
     ICMPv6NDOptSrcLLAddr,
     IPv6,
@@ -33,12 +39,14 @@ from scapy.packet import Packet
 from ..errors import RemoteProtocolError
 from .frames import address_in_prefix, options_of
 from .interface import Address6, Interface
+from .neighbor import RETRANS_TIMER
 from .node import Node
 from .sim import ScheduledCall, seconds_to_us
 
 MAX_RTR_SOLICITATION_DELAY = 1.0   # RFC 4861 §10
 RTR_SOLICITATION_INTERVAL = 4.0
 MAX_RTR_SOLICITATIONS = 3
+MAX_NEIGHBOR_ADVERTISEMENT = 3     # RFC 4861 §10
 INFINITY_LIFETIME = 0xFFFFFFFF
 
 Prefixes = frozenset[ipaddress.IPv6Network]
@@ -76,8 +84,11 @@ class Slaac:
 
     def __init__(self, node: Node, *, solicitation_delay: float = MAX_RTR_SOLICITATION_DELAY,
                  solicitation_interval: float = RTR_SOLICITATION_INTERVAL,
-                 max_solicitations: int = MAX_RTR_SOLICITATIONS) -> None:
+                 max_solicitations: int = MAX_RTR_SOLICITATIONS,
+                 announce_addresses: bool = True) -> None:
         self.node = node
+        #: gratuitous Neighbor Discovery for each address formed (RFC 9131)
+        self.announce_addresses = announce_addresses
         self.solicitation_delay = solicitation_delay
         self.solicitation_interval = solicitation_interval
         self.max_solicitations = max_solicitations
@@ -193,11 +204,33 @@ class Slaac:
             self.node.announce("slaac", f"formed {address} from {prefix} on {iface.name}",
                                interface=iface.name, address=str(address),
                                prefix=str(prefix))
+            if self.announce_addresses:
+                self._announce_address(iface, address, MAX_NEIGHBOR_ADVERTISEMENT)
             for listener in list(self.on_address):
                 listener(iface, address, True)
         else:
             return
         self._arm_expiry(iface, address, valid)
+
+    def _announce_address(self, iface: Interface, address: ipaddress.IPv6Address,
+                          left: int) -> None:
+        """Gratuitous Neighbor Discovery (RFC 9131 §3.1): an unsolicited Neighbor
+        Advertisement of a new address to the all-routers group, so that the router has
+        a neighbour cache entry before a packet for the address arrives -- otherwise that
+        packet waits on address resolution, whose three solicitations a lossy link may
+        all lose (RFC 4861 §7.2.2: then it is dropped). Override clear: it must not take
+        an address from its owner. Sent ``left`` times, RetransTimer apart (RFC 4861
+        §7.2.6's rule for unsolicited advertisements)."""
+        if left <= 0 or self.attachments.get(iface.name) is None \
+                or iface.find6(address) is None:
+            return
+        na = (IPv6(src=str(address), dst="ff02::2", hlim=255)
+              / ICMPv6ND_NA(tgt=str(address), R=0, S=0, O=0)
+              / ICMPv6NDOptDstLLAddr(lladdr=iface.mac))
+        self.node.send_ip(na, iface=iface)
+        if left > 1:
+            self.node.sim.call_later(RETRANS_TIMER, self._announce_address, iface, address,
+                                     left - 1, label=f"{self.node.name} NA {address}")
 
     def _arm_expiry(self, iface: Interface, address: ipaddress.IPv6Address,
                     valid_until_us: int | None) -> None:

@@ -66,7 +66,7 @@ class Scenario:
 
     def __init__(self, seed: int = 0, *, backend: str = "inproc",
                  time_scale: float = DEFAULT_TIME_SCALE, capture: str | None = None,
-                 **options: Any) -> None:
+                 trace_level: str = "full", **options: Any) -> None:
         if backend not in self.backends:
             raise ScenarioError(f"{self.name} runs on the {' or '.join(self.backends)} "
                                 f"backend, not {backend!r}")
@@ -89,7 +89,8 @@ class Scenario:
             if key in self.settings and not self.settings[key] > 0:
                 raise ScenarioError(f"option {key}: must be above 0, not {self.settings[key]!r}")
         try:
-            self.lab = Lab(seed=seed, build=self.build)
+            # trace_level: what the lab's trace keeps (mip6lab.trace; "full" for courses)
+            self.lab = Lab(seed=seed, build=self.build, trace_level=trace_level)
         except ScenarioError:
             raise
         except ValueError as exc:  # an option value the topology refuses (loss=2 ...)

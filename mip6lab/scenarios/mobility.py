@@ -40,8 +40,19 @@ daemon that cannot install its policy does (the default, 0, goes on with the ent
 other module wrote) -- what ``spd_owner=both`` then breaks (draft-patil-mext-
 mip6issueswithipsec §6.6, §6.7); ``mn_psk``, the MN's pre-shared key.
 
+Options for trying the stack under a bad radio (docs/reliability.md): ``loss``,
+``duplicate`` (a frame delivered twice), ``reorder`` (a frame held back by
+``reorder_delay`` s so that later ones overtake it) on the MN's access links; ``visit``,
+the seconds between moves (5 by default; every time of the script is scaled with it);
+``ha_restart_at``, a time at which the home agent restarts and loses its binding cache
+(:meth:`~mip6lab.mobility.home_agent.HomeAgent.restart`), 0 for never;
+``gratuitous_na`` (``auto``, ``on``, ``off``): the MN announces each address it forms to
+the access router (RFC 9131) -- ``auto`` does so when the access links are impaired.
+
 Every scenario reports, besides the foundation's fields, ``mn``, ``handovers`` (one per
-registration, the first included), ``nat_detected``, ``udp_encapsulation`` and ``data``.
+registration, the first included), ``nat_detected``, ``udp_encapsulation``, ``data``
+(requests sent, answered, lost and still in flight at the end), ``access_links`` (what
+the impaired links did) and ``ha_restart``.
 """
 
 from __future__ import annotations
@@ -84,6 +95,10 @@ STATIC_HOA = "2001:db8:0:1::1001"
 MANUAL_PAYLOAD = ManualPayloadKeys(
     0x42850001, 0x42850002, bytes(range(0x10, 0x24)), bytes(range(0x60, 0x74)))
 IPV4_LINKS = ("v4net", "natlan")
+#: the length of a visit the scripts below are written for (``visit`` scales them)
+BASE_VISIT = 5.0
+#: a request still unanswered this long before the end is counted as in flight, not lost
+IN_FLIGHT_US = 1_000_000
 IKE_PORTS = (500, 4500)
 
 
@@ -134,11 +149,13 @@ class MobilityScenario(Scenario):
         "loss": 0.0, "delay": 0.002, "lifetime": 60, "data_interval": 0.1,
         "ipv4_home_address": 0, "nat_timeout": 30.0, "nat_refresh": 12,
         "mn_psk": PSK, "strict_spd": 0, "security": "ipsec",
+        "duplicate": 0.0, "reorder": 0.0, "reorder_delay": 0.005, "visit": 5.0,
+        "ha_restart_at": 0.0, "gratuitous_na": "auto",
     }
-    positive = ("lifetime", "data_interval", "nat_timeout", "nat_refresh")
+    positive = ("lifetime", "data_interval", "nat_timeout", "nat_refresh", "visit")
     choices = {"k_bit": (0, 1), "hoa_mode": HOA_MODES, "spd_owner": SPD_OWNERS,
                "protect_payload": (0, 1), "ipv4_home_address": (0, 1), "strict_spd": (0, 1),
-               "security": SECURITY_MODES}
+               "security": SECURITY_MODES, "gratuitous_na": ("auto", "on", "off")}
     #: where the MN is when the scenario starts, and (time, place) moves after that
     start_on = "visit1"
     moves: list[tuple[float, str]] = []
@@ -150,6 +167,19 @@ class MobilityScenario(Scenario):
         if options.get("security") == "auth-option" and "protect_payload" not in options:
             # RFC 4285 deployments leave the tunnel unprotected; ESP is the what-if
             options["protect_payload"] = 0
+        # ``visit`` stretches the script: every time of it (moves, the end, a NAT
+        # rebinding) is scaled by visit / 5, the length of a visit the script is written
+        # for, so that RFC 6275 §11.8 back-off has room under heavy loss (docs/reliability.md)
+        visit = options.get("visit", self.options["visit"])
+        try:
+            scale = float(visit) / BASE_VISIT
+        except (TypeError, ValueError):
+            scale = 1.0                   # the option's own check reports the bad value
+        if scale > 0 and scale != 1.0:
+            self.duration = type(self).duration * scale
+            self.moves = [(when * scale, where) for when, where in type(self).moves]
+            if getattr(type(self), "rebind_at", None) is not None:
+                self.rebind_at = type(self).rebind_at * scale
         super().__init__(seed, **options)
 
     def _refuse_dsmip6(self) -> None:
@@ -191,12 +221,32 @@ class MobilityScenario(Scenario):
             lab.at(0.05, self._dhcp, self.start_on)
         for when, where in self.moves:
             lab.at(when, self.move, where)
+        if self.settings["ha_restart_at"] > 0:
+            lab.at(self.settings["ha_restart_at"], self._restart_home_agent)
+
+    @property
+    def gratuitous_na(self) -> bool:
+        """Whether the MN announces each address it forms (RFC 9131). ``auto``: when its
+        access links are impaired -- on clean links it only saves the router one NS/NA
+        (a few ms), and the notebooks' figures were measured without it."""
+        s = self.settings
+        if s["gratuitous_na"] != "auto":
+            return s["gratuitous_na"] == "on"
+        return bool(s["loss"] or s["duplicate"] or s["reorder"])
+
+    def _restart_home_agent(self) -> None:
+        """The HA reboots: its binding cache (and IKE/IPsec state) is gone, the MN must
+        notice and register again (:meth:`HomeAgent.restart`)."""
+        self.restarted_at_us = self.lab.sim.now_us
+        self.home_agent.restart()
 
     def _inproc_topology(self, lab: Lab) -> tuple[Node, Node]:
         """The simulated routers, NAT and CN; the HA and MN nodes, not yet assembled."""
         s = self.settings
-        # ``loss`` is the visited access links' (the MN's radio); the rest is clean
-        access = {"loss": s["loss"], "delay": s["delay"]}
+        # ``loss``, ``duplicate`` and ``reorder`` are the visited access links' (the MN's
+        # radio); the rest is clean
+        access = {"loss": s["loss"], "delay": s["delay"], "duplicate": s["duplicate"],
+                  "reorder": s["reorder"], "reorder_delay": s["reorder_delay"]}
         for name in (*VISITED, "v4net", "natlan"):
             lab.add_link(name, "segment", **access)
         for name in ("home", "cnlan"):     # the home link carries the HA's proxy ND too
@@ -208,7 +258,7 @@ class MobilityScenario(Scenario):
         cn = lab.add_host("cn")
         nat = lab.add_nat("nat", outside="eth1", mapping_timeout=s["nat_timeout"],
                           filtering="endpoint-independent")
-        mn = lab.add_host("mn")
+        mn = lab.add_host("mn", announce_addresses=self.gratuitous_na)
 
         lab.connect(hr, "home", addresses=[f"{HR6}/64", f"{HR4}/25"])
         lab.connect(hr, "uplink", addresses=["2001:db8:ff:1::1/64", "198.51.100.1/30"])
@@ -382,13 +432,46 @@ class MobilityScenario(Scenario):
             "handovers": [self._handover_report(i) for i in range(len(mobile.handovers))],
             "nat_detected": mobile.nat_detected,
             "udp_encapsulation": mobile.udp_encapsulation,
-            "data": {"sent": sum(len(s.sent_at) for s in streams),
-                     "received": sum(len(s.answered_at) for s in streams)},
+            "data": self._data_totals(streams),
+            "access_links": self._access_link_totals(),
+            "ha_restart": None if getattr(self, "restarted_at_us", None) is None else
+            {"at": self.restarted_at_us / 1e6, "recovered": self.recovered_after_restart()},
             "binding_cache": self.home_agent.table(),
             "home_agent": dict(self.home_agent.stats),
             "spd_conflicts": sum(1 for e in self.lab.events
                                  if e.kind == "seam" and e.data.get("error") == "EEXIST"),
         }
+
+    def _data_totals(self, streams) -> dict[str, int]:
+        """Requests sent, answered, lost (never answered) and in flight (sent in the last
+        second, not answered yet) over the whole run, both families."""
+        end = self.lab.sim.now_us
+        sent = sum(len(s.sent_at) for s in streams)
+        received = sum(len(s.answered_at) for s in streams)
+        in_flight = sum(1 for s in streams for n, t in s.sent_at.items()
+                        if n not in s.answered_at and t > end - IN_FLIGHT_US)
+        return {"sent": sent, "received": received, "lost": sent - received - in_flight,
+                "in_flight": in_flight}
+
+    def _access_link_totals(self) -> dict[str, int]:
+        """What the impaired links did to frames (the MN's visited links)."""
+        totals = {"sent": 0, "lost": 0, "duplicated": 0, "reordered": 0}
+        for name in (*VISITED, *IPV4_LINKS):
+            link = self.lab.links.get(name)
+            for key in totals:
+                totals[key] += getattr(link, "stats", {}).get(key, 0)
+        return totals
+
+    def recovered_after_restart(self) -> bool | None:
+        """None without an HA restart; else whether a Binding Acknowledgement accepted a
+        registration after it and the binding is in the cache again (or the MN is home)."""
+        restarted = getattr(self, "restarted_at_us", None)
+        if restarted is None:
+            return None
+        accepted = [e for e in self.lab.events.filter(node="mn", module="mip6", kind="state")
+                    if e.time_us > restarted and e.summary.startswith("registered at")]
+        home = self.mobile.home_address
+        return bool(accepted) and (self.mobile.at_home or home in self.home_agent.cache)
 
     def finish(self) -> None:
         if self.netns is not None:
@@ -403,7 +486,8 @@ class MobilityScenario(Scenario):
         handovers = self.mobile.handovers
         return (bool(handovers) and all(h.ba_status is not None and h.ba_status < 128
                                         for h in handovers)
-                and self.data6.answered_at != {})
+                and self.data6.answered_at != {}
+                and self.recovered_after_restart() is not False)
 
 
 def _payload(event: Event) -> bytes:

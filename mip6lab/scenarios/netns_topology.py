@@ -143,9 +143,9 @@ class RadioLink(PacketLink):
 
     def transmit(self, sender: Interface, frame: bytes, dst_mac: str) -> None:
         if self._lost():
-            tx = self.lab.trace.emit(sender.node.name, "link", "tx", link=self.name,
-                                     packet=frame, comments=[])
-            self.lab.trace.emit(sender.node.name, "link", "drop", tx.summary,
+            self.lab.trace.emit(sender.node.name, "link", "tx", link=self.name,
+                                packet=frame, comments=[])
+            self.lab.trace.emit(sender.node.name, "link", "drop", None,
                                 link=self.name, packet=frame, reason="lost on the radio")
             return
         super().transmit(sender, frame, dst_mac)

@@ -1,9 +1,11 @@
 """IKEv2 message formats (RFC 7296 §3) on top of ``scapy.contrib.ikev2``.
 
-What this module is for: every IKE message mip6lab sends or receives is built and
-dissected here, so that a student can ``show()`` it, Wireshark can read the pcap, and the
-IKE engine gets a message it may act on -- after a *strict* check, because scapy is
-lenient and will happily dissect a truncated message into something.
+What this module is for: every IKE message mip6lab shows is built and dissected here,
+so that a student can ``show()`` it and Wireshark can read the pcap; and its *strict*
+check (:func:`validate_message`; scapy is lenient and will happily dissect a truncated
+message into something) guards both this dissection and the IKE engine's own reading,
+:mod:`mip6lab.wire.ikev2_codec`, which parses and builds the same formats with
+``struct`` at a fraction of scapy's cost.
 
 What scapy 2.8 already has and is used as it is: the IKE header (``IKEv2``, §3.1) with
 its dispatch to ISAKMP for version 1, the generic payload with its critical flag (§3.2),
@@ -453,8 +455,9 @@ def _choose(pkt: Packet, layouts: Mapping[int, _Layout], key: Any,
     layout = layouts.get(key) if isinstance(key, int) else None
     if layout is None:
         return None
-    if data_length is None:
-        return layout if any(name in pkt.fields for name in layout.fields) else None
+    if data_length is None:   # a list field's default [] is in pkt.fields: not "given"
+        return layout if any(pkt.fields.get(name, []) != [] for name in layout.fields) \
+            else None
     return layout if layout.fits(data_length) else None
 
 
@@ -1065,7 +1068,7 @@ def payload_type_of(payload: Packet | type[Packet]) -> int:
 # -- strict validation (§3) --------------------------------------------------------------
 
 def _u16(data: bytes, offset: int) -> int:
-    return struct.unpack_from("!H", data, offset)[0]
+    return data[offset] << 8 | data[offset + 1]     # callers checked the length
 
 
 def validate_message(data: bytes) -> None:
@@ -1105,9 +1108,12 @@ def validate_inner_payloads(first_type: int, plaintext: bytes) -> None:
     _validate_chain(bytes(plaintext), 0, first_type, inner=True)
 
 
+_SK, _SKF = int(PayloadType.SK), int(PayloadType.SKF)   # plain ints: compared per payload
+
+
 def _validate_chain(data: bytes, offset: int, payload_type: int, *, inner: bool) -> None:
     end = len(data)
-    while payload_type != PayloadType.NONE:
+    while payload_type:                       # PayloadType.NONE ends the chain
         if end - offset < 4:
             raise MalformedIKEMessage(
                 f"truncated: the chain announces payload type {payload_type} but "
@@ -1122,21 +1128,20 @@ def _validate_chain(data: bytes, offset: int, payload_type: int, *, inner: bool)
             raise MalformedIKEMessage(
                 f"Payload Length {length} runs {offset + length - end} octets past the end",
                 offset=offset + 2, payload_type=payload_type)
-        body = data[offset:offset + length]
-        if payload_type in (PayloadType.SK, PayloadType.SKF):
+        if payload_type == _SK or payload_type == _SKF:
             if inner:
                 raise MalformedIKEMessage("an Encrypted payload inside an Encrypted payload",
                                           offset=offset, payload_type=payload_type)
             if offset + length != end:
                 raise MalformedIKEMessage("the Encrypted payload is not the last payload",
                                           offset=offset, payload_type=payload_type)
-            if payload_type == PayloadType.SKF and length < 8:
+            if payload_type == _SKF and length < 8:
                 raise MalformedIKEMessage("Encrypted Fragment payload shorter than 8 octets",
                                           offset=offset, payload_type=payload_type)
             return
         checker = _BODY_CHECKS.get(payload_type)
         if checker is not None:
-            problem = checker(body)
+            problem = checker(data[offset:offset + length])
             if problem is not None:
                 where, reason = problem
                 raise MalformedIKEMessage(f"{_payload_name(payload_type)}: {reason}",
@@ -1363,7 +1368,7 @@ def _check_eap(body: bytes) -> _Problem:
     return None
 
 
-_BODY_CHECKS: dict[int, Callable[[bytes], _Problem]] = {
+_BODY_CHECKS: dict[int, Callable[[bytes], _Problem]] = {int(t): check for t, check in {
     PayloadType.SA: _check_sa,
     PayloadType.KE: _min_length(8),
     PayloadType.IDi: _check_id,
@@ -1378,7 +1383,7 @@ _BODY_CHECKS: dict[int, Callable[[bytes], _Problem]] = {
     PayloadType.TSr: _check_ts,
     PayloadType.CP: _check_cp,
     PayloadType.EAP: _check_eap,
-}
+}.items()}
 
 
 # -- messages ---------------------------------------------------------------------------------

@@ -262,9 +262,9 @@ def test_tampered_auth_fails(pki, method):
 
     def tampered(id_payload, initiator_side):
         payload = real(id_payload, initiator_side)
-        data = bytearray(bytes(payload.load))
+        data = bytearray(payload.data)
         data[-1] ^= 0x01
-        payload.load = bytes(data)
+        payload.data = bytes(data)
         return payload
 
     pair.i._auth_payload = tampered
@@ -282,7 +282,7 @@ def test_tampered_certificate_fails(pki):
 
     def swapped():   # the responder's own certificate instead of ours: AUTH won't verify
         (payload,) = real()
-        payload.cert_data = pki[("ha", "ecdsa")].certificate.public_bytes(
+        payload.data = pki[("ha", "ecdsa")].certificate.public_bytes(
             __import__("cryptography.hazmat.primitives.serialization",
                        fromlist=["Encoding"]).Encoding.DER)
         return [payload]

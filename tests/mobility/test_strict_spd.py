@@ -75,7 +75,7 @@ def test_both_owners_strict_no_bu_no_binding_no_data(strict_both):
     assert registration["bu_sent"] == 0 and registration["ba_status"] is None
     assert registration["ike_exchanges"] == 1       # no CREATE_CHILD_SA for the payload SA
     assert result["binding_cache"] == []
-    assert result["data"] == {"sent": 0, "received": 0}
+    assert result["data"] == {"sent": 0, "received": 0, "lost": 0, "in_flight": 0}
     # the HoA came (the coupling has it); the SA for its BU did not, so the mobility
     # module never took the HoA into use
     assert scenario.mobile.coupling.home_address is not None

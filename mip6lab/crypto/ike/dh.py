@@ -187,8 +187,7 @@ class X25519KeyExchange(KeyExchange):
 
     def __init__(self, private_bytes: bytes) -> None:
         self._key = X25519PrivateKey.from_private_bytes(bytes(private_bytes))
-        self._public = self._key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                           serialization.PublicFormat.Raw)
+        self._public = self._key.public_key().public_bytes_raw()    # RFC 8031 §2: 32 octets
 
     @classmethod
     def generate(cls, random: RandomSource) -> X25519KeyExchange:

@@ -23,6 +23,7 @@ the ESP code that will use them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 from ..esp_suites import SUITES, suite_spec
 from .errors import UnsupportedTransform
@@ -46,6 +47,7 @@ class IkeKeyLengths:
         return self.sk_d + 2 * (self.sk_a + self.sk_e + self.sk_p)
 
 
+@lru_cache(maxsize=256)        # by the proposal's value: a few configured ones in a run
 def ike_key_lengths(proposal: Proposal) -> IkeKeyLengths:
     """SK_* lengths for a negotiated IKE proposal (§2.13, §2.14; RFC 5282 §7.1)."""
     prf = Prf.for_proposal(proposal)
@@ -79,15 +81,20 @@ class IkeKeys:
     sk_pi: bytes
     sk_pr: bytes
 
-    @property
+    @cached_property
     def prf(self) -> Prf:
         return Prf.for_proposal(self.proposal)
 
+    @cached_property
+    def _ciphers(self) -> tuple[SkCipher, SkCipher]:
+        # keyed once per IKE SA (an AES key schedule per message otherwise); stateless, so
+        # one object serves every message of its direction
+        return (SkCipher.for_proposal(self.proposal, self.sk_er, self.sk_ar),
+                SkCipher.for_proposal(self.proposal, self.sk_ei, self.sk_ai))
+
     def cipher(self, from_initiator: bool) -> SkCipher:
         """The SK cipher for messages sent by the original initiator (True) or responder."""
-        if from_initiator:
-            return SkCipher.for_proposal(self.proposal, self.sk_ei, self.sk_ai)
-        return SkCipher.for_proposal(self.proposal, self.sk_er, self.sk_ar)
+        return self._ciphers[bool(from_initiator)]
 
     def ciphers(self, initiator: bool) -> tuple[SkCipher, SkCipher]:
         """(outbound, inbound) SK ciphers for the side that is (or is not) the initiator."""
@@ -141,6 +148,7 @@ def derive_rekeyed_ike_keys(old: IkeKeys, proposal: Proposal, nonce_i: bytes, no
 
 
 # ============================================================================ child SAs
+@lru_cache(maxsize=256)
 def esp_suite_name(proposal: Proposal) -> str:
     """strongSwan's keyword of a negotiated ESP proposal's cipher suite (no KE, no ESN):
     ``aes256gcm16``, ``aes256-sha256`` -- the names :mod:`mip6lab.crypto.esp_suites` uses."""
@@ -149,6 +157,7 @@ def esp_suite_name(proposal: Proposal) -> str:
     return "-".join(parts)
 
 
+@lru_cache(maxsize=256)
 def child_key_lengths(proposal: Proposal) -> tuple[int, int]:
     """(encryption key bytes incl. salt, integrity key bytes) per direction for a
     negotiated ESP proposal: from :func:`esp_suites.suite_spec` when the ESP code has the

@@ -9,9 +9,8 @@ side, and the endpoints then move to UDP 4500 and encapsulate ESP (RFC 3948).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-
-from cryptography.hazmat.primitives import hashes
 
 NAT_DETECTION_SOURCE_IP = 16388
 NAT_DETECTION_DESTINATION_IP = 16389
@@ -22,13 +21,14 @@ def nat_detection_data(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4
     """The hashed input: SPIi | SPIr | IP | Port."""
     if len(spi_i) != 8 or len(spi_r) != 8:
         raise ValueError("IKE SPIs are 8 bytes each")
-    packed = ipaddress.ip_address(address).packed
+    packed = address.packed if isinstance(address, (ipaddress.IPv4Address,
+                                                     ipaddress.IPv6Address)) \
+        else ipaddress.ip_address(address).packed
     return bytes(spi_i) + bytes(spi_r) + packed + int(port).to_bytes(2, "big")
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4Address
                        | ipaddress.IPv6Address, port: int) -> bytes:
     """SHA-1(SPIi | SPIr | IP | Port), 20 bytes (SHA-1 is what §2.23 fixes)."""
-    digest = hashes.Hash(hashes.SHA1())
-    digest.update(nat_detection_data(spi_i, spi_r, address, port))
-    return digest.finalize()
+    # hashlib: the same OpenSSL SHA-1 as `cryptography`, without an object per digest
+    return hashlib.sha1(nat_detection_data(spi_i, spi_r, address, port)).digest()

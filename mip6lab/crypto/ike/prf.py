@@ -1,6 +1,8 @@
 """The PRF, prf+ and the integrity transform of IKEv2 (RFC 7296 §2.13, §3.14; RFC 4868).
 
-All three are HMAC over SHA-2, computed by `cryptography`'s ``hmac.HMAC``:
+All three are HMAC over SHA-2, computed by OpenSSL through the standard library's
+one-shot ``hmac.digest`` (the same primitive as `cryptography`'s ``hmac.HMAC``, without
+an object per call: an IKE handshake computes a few dozen of them):
 
 - ``prf(K, S)`` is HMAC(K, S), full length (PRF_HMAC_SHA2_256 gives 32 bytes). HMAC takes
   keys of any length, which is why SKEYSEED can be keyed with the whole Ni | Nr (§2.14:
@@ -13,7 +15,10 @@ All three are HMAC over SHA-2, computed by `cryptography`'s ``hmac.HMAC``:
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import constant_time, hmac
+import hmac as _stdlib_hmac
+from functools import lru_cache
+
+from cryptography.hazmat.primitives import constant_time
 
 from .errors import IntegrityError, UnsupportedTransform
 from .proposals import Proposal, Transform
@@ -30,8 +35,10 @@ class Prf:
             raise UnsupportedTransform(f"PRF transform {transform_id} is not supported") from None
         self.id = transform_id
         self._hash = self.algorithm.hash
+        self._digest = self._hash.name          # "sha256": hashlib's name of the hash
 
     @classmethod
+    @lru_cache(maxsize=256)      # by the proposal's value; a Prf holds no state
     def for_proposal(cls, proposal: Proposal) -> Prf:
         prf = proposal.one(TransformType.PRF)
         if prf is None:
@@ -52,9 +59,7 @@ class Prf:
         return self.algorithm.iana
 
     def __call__(self, key: bytes, data: bytes) -> bytes:
-        mac = hmac.HMAC(key, self._hash())
-        mac.update(data)
-        return mac.finalize()
+        return _stdlib_hmac.digest(key, data, self._digest)
 
     def plus(self, key: bytes, seed: bytes, length: int) -> bytes:
         """prf+ (K, S), the first ``length`` bytes (§2.13)."""
@@ -76,11 +81,9 @@ def prf_plus(prf: Prf, key: bytes, seed: bytes, length: int) -> bytes:
     out = bytearray()
     block = b""
     counter = 1
-    base = hmac.HMAC(key, prf._hash())  # keyed once, copied per block
+    digest = _stdlib_hmac.digest
     while len(out) < length:
-        mac = base.copy()
-        mac.update(block + seed + bytes((counter,)))
-        block = mac.finalize()
+        block = digest(key, block + seed + bytes((counter,)), prf._digest)
         out += block
         counter += 1
     return bytes(out[:length])
@@ -98,6 +101,7 @@ class Integrity:
                 f"integrity transform {transform_id} is not supported") from None
         self.id = transform_id
         self._hash = self.algorithm.hash
+        self._digest = self._hash.name
 
     @classmethod
     def for_transform(cls, transform: Transform) -> Integrity:
@@ -118,9 +122,7 @@ class Integrity:
     def sign(self, key: bytes, data: bytes) -> bytes:
         if len(key) != self.key_size:
             raise ValueError(f"{self.name} takes a {self.key_size}-byte key, not {len(key)}")
-        mac = hmac.HMAC(key, self._hash())
-        mac.update(data)
-        return mac.finalize()[:self.icv_size]
+        return _stdlib_hmac.digest(key, data, self._digest)[:self.icv_size]
 
     def verify(self, key: bytes, data: bytes, icv: bytes) -> None:
         if not constant_time.bytes_eq(self.sign(key, data), bytes(icv)):

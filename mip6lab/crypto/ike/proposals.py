@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 from .errors import NoProposalChosen, ProposalError
 from .transforms import (AUTH_NONE, ENCRYPTION, ESN_NAMES, INTEG_TO_PRF, INTEGRITY,
@@ -53,12 +54,11 @@ class Transform:
     key_length: int | None = None
 
     def __post_init__(self) -> None:
-        try:  # a peer may send transform types we do not know: they stay plain ints
-            object.__setattr__(self, "type", TransformType(self.type))
-        except ValueError:
-            object.__setattr__(self, "type", int(self.type))
+        # a peer may send transform types we do not know: they stay plain ints
+        known = _TRANSFORM_TYPES.get(self.type)
+        object.__setattr__(self, "type", int(self.type) if known is None else known)
 
-    @property
+    @cached_property   # a value object: computed once
     def algorithm(self) -> EncrAlgorithm | HashAlgorithm | KeAlgorithm | None:
         """Our description of the algorithm, or None if we do not implement it."""
         table = {_T.ENCR: ENCRYPTION, _T.PRF: PRFS, _T.INTEG: INTEGRITY,
@@ -68,13 +68,13 @@ class Transform:
             return None
         return algorithm
 
-    @property
+    @cached_property
     def is_none(self) -> bool:
         """INTEG "NONE" (with AEAD) or KE "NONE" (no PFS): the same as leaving it out."""
         return (self.type == _T.INTEG and self.id == AUTH_NONE) or (
             self.type == _T.KE and self.id == KE_NONE)
 
-    @property
+    @cached_property   # a value object: computed once
     def supported(self) -> bool:
         if self.type == _T.ESN:
             return self.id in ESN_NAMES
@@ -117,13 +117,24 @@ class Transform:
 
 _TYPE_ORDER = (_T.ENCR, _T.PRF, _T.INTEG, _T.KE, _T.ESN)           # wire order here
 _KEYWORD_ORDER = (_T.ENCR, _T.INTEG, _T.PRF, _T.KE, _T.ESN)        # strongSwan's order
+_PROTOCOLS = {int(p): p for p in Protocol}
+
+
+_RANK = {type_: rank for rank, type_ in enumerate(_TYPE_ORDER)}
+_TRANSFORM_TYPES = {int(t): t for t in TransformType}
+
+
+@lru_cache(maxsize=512)
+def _keyword(proposal: Proposal) -> str:
+    """Proposal.keyword, by value (number and SPI are not part of it): every IKE SA names
+    its proposal, and an SA's proposal is always one of the few configured ones."""
+    return proposal._keyword()
 
 
 def _type_rank(transform: Transform) -> int:
     """Known types in wire order, unknown ones after them by number."""
-    if transform.type in _TYPE_ORDER:
-        return _TYPE_ORDER.index(transform.type)
-    return len(_TYPE_ORDER) + int(transform.type)
+    rank = _RANK.get(transform.type)
+    return len(_TYPE_ORDER) + int(transform.type) if rank is None else rank
 
 
 def _unknown_types(transforms: Iterable[Transform]) -> list[Transform]:
@@ -146,7 +157,8 @@ class Proposal:
     spi: bytes = field(default=b"", compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", Protocol(self.protocol))
+        object.__setattr__(self, "protocol", _PROTOCOLS.get(self.protocol) or
+                           Protocol(self.protocol))   # the enum call: its ValueError
         ordered = sorted(self.transforms, key=_type_rank)
         object.__setattr__(self, "transforms", tuple(ordered))
 
@@ -158,7 +170,14 @@ class Proposal:
 
     # -- reading ------------------------------------------------------------------------
     def of_type(self, type_: TransformType) -> tuple[Transform, ...]:
-        return tuple(t for t in self.transforms if t.type == type_)
+        return self._by_type.get(type_, ())
+
+    @cached_property
+    def _by_type(self) -> dict[TransformType | int, tuple[Transform, ...]]:
+        grouped: dict[TransformType | int, list[Transform]] = {}
+        for t in self.transforms:
+            grouped.setdefault(t.type, []).append(t)
+        return {type_: tuple(group) for type_, group in grouped.items()}
 
     @property
     def encryption(self) -> tuple[Transform, ...]:
@@ -213,6 +232,9 @@ class Proposal:
     def keyword(self) -> str:
         """strongSwan's notation (``aes256-sha256-modp2048``), the shortest that strongSwan
         reads back to this proposal: implied PRFs and the default "no ESN" are left out."""
+        return _keyword(self)
+
+    def _keyword(self) -> str:
         parts = []
         integ = [t for t in self.integrity if not t.is_none]
         implied_prfs = [INTEG_TO_PRF.get(t.id) for t in integ]

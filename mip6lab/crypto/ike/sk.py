@@ -136,6 +136,12 @@ class AesGcmSk(SkCipher):
                              f"of SK_e, not {len(sk_e)}")
         self._aead = AESGCM(sk_e[:-4])
         self.salt = sk_e[-4:]
+        self._sk_e, self._key_bits = sk_e, key_bits
+
+    def __deepcopy__(self, memo: dict) -> AesGcmSk:
+        # cryptography's AESGCM cannot be copied: key a new one (an IKE SA is copied
+        # whole by the fuzz harness's snapshots)
+        return AesGcmSk(self._sk_e, self._key_bits)
 
     def encrypt(self, payloads: bytes, aad: bytes, iv: bytes,
                 padding: bytes | None = None) -> bytes:
