@@ -183,7 +183,7 @@ def test_a_strict_ike_daemon_with_both_owners_fails_the_registration(run):
             "'IKE_AUTH request': 1, 'IKE_AUTH response': 1, 'INFORMATIONAL request': 2, "
             "'INFORMATIONAL response': 2}") in text
     assert ("BU sent: 0, BA status: None, bindings at the HA: 0, SAs in the MN's SAD: 0, "
-            "data: {'sent': 0, 'received': 0}") in text
+            "data: {'sent': 0, 'received': 0, 'lost': 0, 'in_flight': 0}") in text
     # the mobility module's rows stay, pointing at no SA
     assert f"3. {BU_ROW}" in text and f"4. {PAYLOAD_ROW}" in text
     table = text[text.index("mobility   "):]
