@@ -76,3 +76,24 @@ def test_cli(capsys):
     assert out["columns"] == ["loss 0%"]
     assert out["rows"][0]["cells"]["loss 0%"]["completed"] == 1
     assert main(["chaos", "--loss", "x"]) == 2
+
+
+#: the visit that lets the RFC timers finish every exchange at 30 % loss (docs/reliability.md)
+LONG_VISIT = 300.0
+
+
+def test_every_registration_and_handover_completes_at_30_percent_loss_with_long_visits():
+    """Issue 14.3's goal: at 30 % loss each way on the access links, every registration
+    and every handover of the ``handover`` scenario (a registration from away, three
+    moves: K=1 IPsec with ESP-protected BUs, or RFC 4285) completes for all 20 seeds.
+    The RFC timers cannot do it within 5 s visits (docs/reliability.md gives the
+    arithmetic), so the visits are lengthened to 300 s with the scenarios' ``visit``
+    option; the BU retransmissions (RFC 6275 §11.8, up to 32 s apart) and IKE's (RFC 7296
+    §2.1) then finish inside each visit. The lost data is counted: at 30 % each way about
+    half of the requests go unanswered."""
+    table = run_chaos(["handover"], ["ipsec", "auth-option"], [0.3], None, None,
+                      seeds=20, visit=LONG_VISIT, jobs=2, options={"data_interval": 5.0})
+    for security in ("ipsec", "auth-option"):
+        cell = table.cell("handover", security, "loss 30%")
+        assert (cell.completed, cell.runs, cell.failed_seeds) == (20, 20, []), security
+        assert 0.3 < cell.data_lost / cell.data_sent < 0.7, (cell.data_lost, cell.data_sent)

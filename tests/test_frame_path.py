@@ -332,3 +332,44 @@ def test_the_sad_finds_the_sas_between_two_addresses_through_a_migrate():
     assert sad.between(a, b) == []
     sad.flush()
     assert sad.between(a, c) == []
+
+
+# -- Ethernet headers on bytes ------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=6, max_size=6), st.binary(min_size=6, max_size=6),
+       st.sampled_from([0x86DD, 0x0800, 0x0806]), st.booleans())
+def test_ethernet_header_is_scapys(dst, src, ethertype, upper):
+    from scapy.layers.l2 import Ether
+
+    from mip6lab.net.frames import ethernet_header
+
+    dst_mac = dst.hex(":").upper() if upper else dst.hex(":")
+    assert ethernet_header(dst_mac, src, ethertype) == bytes(
+        Ether(dst=dst_mac, src=src.hex(":"), type=ethertype))
+
+
+def test_cancelled_calls_let_go_and_are_swept_without_changing_the_order():
+    """Cancelled timers drop their target at once and leave the heap once they are half
+    of it; the live ones still run by (time, scheduling order), each once."""
+    sim = Simulator(0)
+    ran: list[int] = []
+    calls = [sim.call_at(1000 + (i * 7919) % 2000, ran.append, i, label=f"t{i}")
+             for i in range(3000)]
+    keep = {i for i in range(3000) if i % 3 == 0}
+    for i, call in enumerate(calls):
+        if i not in keep:
+            call.cancel()
+            call.cancel()                      # twice: counted once
+            assert call.args == ()
+    assert sim._cancelled == 2000
+    sim.call_at(5000, ran.append, -1)          # the next push sweeps the heap
+    assert sim._cancelled == 0 and len(sim._heap) == len(keep) + 1
+    assert sim.pending() == len(keep) + 1
+    while sim.step() is not None:
+        pass
+    expected = sorted(keep, key=lambda i: (1000 + (i * 7919) % 2000, i)) + [-1]
+    assert ran == expected
+    calls[0].cancel()                          # after it ran: nothing to count
+    assert sim._cancelled == 0

@@ -269,3 +269,34 @@ def test_esp_in_udp_tcp_with_an_odd_option_keeps_its_bytes_and_gets_its_checksum
     sealed = esp.packet(bytes([1, 6]) + bytes(plain)[20:])
     opened = decapsulate(esp.sad, sealed).packet
     assert opened[20:] == bytes(IP(bytes(plain)))[20:]
+
+
+def test_a_forged_arp_reply_for_the_gateway_heals_by_re_registration():
+    """The node-frame target's slowest disturbance, found by the long run: a forged ARP
+    reply that gives the MN's IPv4 gateway a MAC nobody has. The MN believes it for the
+    entry's lifetime (RFC 826; neighbor.REACHABLE_TIME), its BUs are lost meanwhile and
+    its binding may lapse; afterwards it resolves the gateway again and its next BU
+    retransmission registers it (RFC 6275 §11.8). The lab is whole again within
+    DsmipLab.RECOVER (the gateway's own ARP request may correct it sooner: RFC 826 merges
+    the sender), with nothing rebuilt: nothing was lost for good."""
+    from scapy.layers.l2 import ARP, Ether
+
+    lab = fuzz.DsmipLab(strict=False)
+    node = lab.lab.nodes["mn"]
+    iface = node.interface("eth0")
+    (gateway,) = [address for name, address in node.neighbors.entries if name == "eth0"]
+    honest = node.neighbors.lookup(iface, gateway)
+    forged = bytes(Ether(src="02:00:5e:00:00:99", dst=iface.mac)
+                   / ARP(op=2, hwsrc="02:00:5e:00:00:99", psrc=str(gateway),
+                         hwdst=iface.mac, pdst=str(lab.scenario.mobile.care_of_address)))
+    lab._where = ("mn", "eth0")
+    lab.frame(forged)
+    assert node.neighbors.lookup(iface, gateway) == "02:00:5e:00:00:99"
+    lab.lab.run(until=lab.lab.sim.now_us / 1e6 + lab.RUN)   # answers still in flight
+    lab.consistent()
+    lab.lab.run(until=lab.lab.sim.now_us / 1e6 + 2 * lab.RUN)
+    assert lab.consistent() == "no echo answer came back through the home agent"
+    lab.lab.run(until=lab.lab.sim.now_us / 1e6 + lab.RECOVER)
+    assert node.neighbors.lookup(iface, gateway) == honest
+    assert lab.consistent() is None and lab.rebuilt == 0
+    lab.check()

@@ -108,6 +108,11 @@ class AesGcmSuite(CipherSuite):
         ESP hot path (:func:`mip6lab.ipsec.esp.seal` / ``unseal``)."""
         return self._aead.encrypt, self._aead.decrypt, self._salt
 
+    def keyed(self) -> tuple:
+        """(the keyed AESGCM, salt): what :meth:`primitives` gives, for a caller that
+        keeps it per SA -- two bound methods held per SA cost more than the lookup."""
+        return self._aead, self._salt
+
     def seal(self, header: bytes, esn_high: bytes, iv: bytes, plaintext: bytes) -> bytes:
         aad = header[:4] + esn_high + header[4:]
         return iv + self._aead.encrypt(self._salt + iv, plaintext, aad)

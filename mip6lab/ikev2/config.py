@@ -76,10 +76,6 @@ class IkeConfig:
     # the reqid of a child SA by its mode, when tunnel and transport SAs belong to
     # different policies (RFC 4877: BU/BA in transport, payload in tunnel); else reqid
     reqid_by_mode: dict = field(default_factory=dict)
-    # no longer used by the engine: it builds payloads with the struct-level codec
-    # (mip6lab.wire.ikev2_codec), cheap enough not to memoise; kept so that callers that
-    # pass one still work
-    wire_cache: dict = field(default_factory=dict, repr=False, compare=False)
     # certificates (RFC 7296 §3.6-3.8, RFC 7427): our certificate and its private key, the
     # CA certificates a peer's certificate must chain to, how we sign ("psk" for a shared
     # key; "signature" = RFC 7427 method 14, the default with a certificate; "rsa" =

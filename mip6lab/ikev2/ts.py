@@ -62,6 +62,18 @@ class TrafficSelector:
     def version(self) -> int:
         return self.start.version
 
+    def wire(self) -> tuple[int, int, int, int, bytes, bytes]:
+        """(TS type, IP protocol, start port, end port, starting and ending address as
+        octets): its TS_IPV4_ADDR_RANGE (7) / TS_IPV6_ADDR_RANGE (8), RFC 7296 §3.13.1.
+        Kept once made: a selector is a value, and the same few go into every exchange."""
+        state = self.__dict__
+        fields = state.get("_wire")
+        if fields is None:
+            fields = state["_wire"] = (7 if self.start.version == 4 else 8, self.protocol,
+                                       self.start_port, self.end_port, self.start.packed,
+                                       self.end.packed)
+        return fields
+
     @property
     def mh_types(self) -> tuple[int, int] | None:
         """The MH type range carried in the ports, for a Mobility Header selector."""
@@ -81,7 +93,12 @@ class TrafficSelector:
         low, high = max(self.start_port, other.start_port), min(self.end_port, other.end_port)
         if int(start) > int(end) or low > high:
             return None
-        return TrafficSelector(start, end, self.protocol or other.protocol, low, high)
+        protocol = self.protocol or other.protocol
+        for whole in (self, other):     # one contains the other (the usual case): a value
+            if (start is whole.start and end is whole.end and protocol == whole.protocol
+                    and low == whole.start_port and high == whole.end_port):
+                return whole            # object already made and checked
+        return TrafficSelector(start, end, protocol, low, high)
 
     def contains(self, other: TrafficSelector) -> bool:
         return self.intersect(other) == other

@@ -150,7 +150,7 @@ def seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes = 
     if gcm is not None:  # the 64-bit sequence number is GCM's unique IV (RFC 4106 §3)
         iv = seq.to_bytes(8, "big")
         header = sa.spi_bytes + iv[4:]
-        return header + iv + gcm[0](gcm[2] + iv, plaintext, header)
+        return header + iv + gcm[0].encrypt(gcm[1] + iv, plaintext, header)
     if cipher.spec.iv_size == 8:
         iv = seq.to_bytes(8, "big")
     header = sa.spi_bytes + (seq & MASK32).to_bytes(4, "big")
@@ -317,7 +317,7 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
     try:
         if gcm is not None:
             # a plain slice: cheaper than a memoryview at these sizes (measured)
-            plaintext = gcm[1](gcm[2] + esp[8:16], esp[16:], esp[:8])
+            plaintext = gcm[0].decrypt(gcm[1] + esp[8:16], esp[16:], esp[:8])
         else:
             esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
             plaintext = cipher.open(esp[:ESP_HEADER], esn_high, esp[ESP_HEADER:])
@@ -348,10 +348,10 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
 def _shape_of(sa: SecurityAssociation) -> tuple:
     """What ``seal`` and ``unseal`` need of an SA's suite, looked up once per SA: the
     cipher, the shortest body, the IV + ICV overhead, the alignment, and for AES-GCM
-    without ESN the bare primitives (encrypt, decrypt, salt), called inline per packet."""
+    without ESN the keyed AESGCM and the salt, called inline per packet."""
     cipher = sa.cipher
     spec = cipher.spec
-    gcm = cipher.primitives() if spec.iv_size == 8 and not sa.esn else None
+    gcm = cipher.keyed() if spec.iv_size == 8 and not sa.esn else None
     sa._shape = (cipher, spec.iv_size + spec.icv_size + 2, spec.iv_size + spec.icv_size,
                  spec.alignment, gcm)
     return sa._shape

@@ -22,8 +22,8 @@ An error comes back as the same type with ``error`` set to the errno name
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..net.interface import IPAddress, as_address
@@ -58,7 +58,10 @@ class MigrateRequest:
 
 @dataclass(slots=True)
 class KeyMessage:
-    """A PF_KEY-like message. Only the fields a type needs are set."""
+    """A PF_KEY-like message. Only the fields a type needs are set.
+
+    The sequences default to an empty tuple, not a new list: key sockets keep the
+    messages they received, and most messages have no MIGRATE request and no dump."""
 
     type: str
     seq: int = 0
@@ -72,11 +75,11 @@ class KeyMessage:
     policy_index: int | None = None            # SPDDELETE
     selectors: Selectors | None = None         # MIGRATE: which SPD entry
     policy_direction: str = "both"             # MIGRATE
-    migrate: list[MigrateRequest] = field(default_factory=list)
+    migrate: Sequence[MigrateRequest] = ()
     k_bit: bool = False                        # MIGRATE: IKE should move too (RFC 6275 K)
     lifetime_kind: str | None = None           # EXPIRE: "soft" or "hard"
     registered_types: tuple[str, ...] = ()     # REGISTER
-    dump: list[dict[str, Any]] = field(default_factory=list)  # DUMP / SPDDUMP replies
+    dump: Sequence[dict[str, Any]] = ()        # DUMP / SPDDUMP replies
     error: str | None = None
     note: str = ""
 
@@ -117,6 +120,9 @@ class KeyMessage:
 
 #: messages a key socket keeps in ``received`` (the newest)
 RECEIVED_KEPT = 64
+#: the sets of types sockets registered for, one object per set (every IKE daemon's
+#: socket registers for ACQUIRE: a set each would be most of a socket's size)
+_REGISTERED: dict[frozenset[str], frozenset[str]] = {}
 
 
 class _Newest(list):
@@ -140,7 +146,8 @@ class KeySocket:
     def __init__(self, engine: KeyEngine, name: str) -> None:
         self.engine = engine
         self.name = name
-        self.registered: set[str] = set()
+        # the message types it REGISTERed for (sets interned: daemons register alike)
+        self.registered: frozenset[str] = frozenset()
         self.listeners: list[Callable[[KeyMessage], None]] = []
         # the last messages delivered, for a notebook or a test to read; bounded, as a
         # home agent's sockets see every MN's messages
@@ -240,10 +247,11 @@ class KeyEngine:
     # -- SA messages (RFC 2367 §3.1) ----------------------------------------------------------
 
     def _error(self, message: KeyMessage, errno: str, note: str = "") -> KeyMessage:
-        return replace(message, error=errno, note=note, dump=[])
+        return replace(message, error=errno, note=note, dump=())
 
     def _do_register(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
-        socket.registered.update(message.registered_types)
+        types = socket.registered | frozenset(message.registered_types)
+        socket.registered = _REGISTERED.setdefault(types, types)
         return replace(message)
 
     def _do_getspi(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from ..errors import RemoteProtocolError
 
 MASK32 = 0xFFFFFFFF
+#: the bitmap mask of each window size in use, one int object per size (not per SA)
+_MASKS: dict[int, int] = {}
 
 
 class ReplayError(RemoteProtocolError):
@@ -42,7 +44,7 @@ class ReplayWindow:
         self.esn = esn
         self.top = 0          # highest sequence number accepted (full 64 bits with ESN)
         self.bitmap = 0       # bit i set: top - i was accepted
-        self.mask = (1 << size) - 1
+        self.mask = _MASKS.setdefault(size, (1 << size) - 1)
 
     def infer_high(self, seq_low: int) -> int:
         """High 32 bits of a received ESN sequence number (RFC 4303 Appendix A2.2)."""

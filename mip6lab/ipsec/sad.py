@@ -14,8 +14,9 @@ and the key engine turns that into an EXPIRE message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..crypto.esp_suites import CipherSuite, make_suite, suite_spec
@@ -26,9 +27,11 @@ MAX_SEQ_32 = 0xFFFFFFFF
 MAX_SEQ_64 = 0xFFFFFFFFFFFFFFFF
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Lifetime:
-    """Soft and hard limits, in seconds and in bytes; None means no limit."""
+    """Soft and hard limits, in seconds and in bytes; None means no limit.
+
+    Immutable, so that the SAs made without limits can all share :data:`NO_LIMITS`."""
 
     soft_seconds: float | None = None
     hard_seconds: float | None = None
@@ -37,6 +40,13 @@ class Lifetime:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
+#: the lifetime of an SA made without limits (shared: a home agent holds many such SAs)
+NO_LIMITS = Lifetime()
+#: the error counters of an SA that never had an error; read-only, so that
+#: :meth:`SecurityAssociation.count_error` must give the SA a dict of its own first
+NO_ERRORS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -57,7 +67,7 @@ class SecurityAssociation:
     esn: bool = False
     replay_window_size: int = 64
     encap: tuple[int, int] | None = None  # (source port, destination port) of UDP
-    lifetime: Lifetime = field(default_factory=Lifetime)
+    lifetime: Lifetime = NO_LIMITS
     selectors: Any = None                # the policy's selectors, for the inbound check
     reqid: int = 0                       # ties the SA to its policy (PF_KEY sadb_x_sa2)
     identity: str | None = None          # the peer's IKE ID (PF_KEY identity extension)
@@ -66,7 +76,8 @@ class SecurityAssociation:
     seq: int = 0                         # outbound: the last sequence number used
     bytes_processed: int = 0
     packets: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: Mapping[str, int] = field(  # a dict of its own from the first error
+        default_factory=lambda: NO_ERRORS)
     expired: frozenset[str] = frozenset()   # "soft", "hard" already reported
     _cipher: CipherSuite | None = field(default=None, repr=False, compare=False)
     replay: ReplayWindow | None = field(default=None, repr=False, compare=False)
@@ -74,6 +85,9 @@ class SecurityAssociation:
     _templates: tuple | None = field(default=None, init=False, repr=False,
                                      compare=False)   # esp's header templates
     spi_bytes: bytes = field(init=False, repr=False, compare=False)
+    # the (src, dst) the SAD filed it under (its between() index): the addresses may
+    # change (MIGRATE) before the SAD is told; on the SA, not in a per-SAD table by id
+    _filed: tuple | None = field(default=None, init=False, repr=False, compare=False)
     seq_limit: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -114,7 +128,10 @@ class SecurityAssociation:
         self.bytes_processed += nbytes
 
     def count_error(self, reason: str) -> None:
-        self.errors[reason] = self.errors.get(reason, 0) + 1
+        errors = self.errors
+        if errors is NO_ERRORS:
+            errors = self.errors = {}
+        errors[reason] = errors.get(reason, 0) + 1
 
     def lifetime_reached(self, now_us: int) -> str | None:
         """``"hard"`` or ``"soft"`` when a limit is newly reached, else None."""
@@ -167,12 +184,11 @@ class SecurityAssociationDatabase:
         self._inbound: dict[int, SecurityAssociation] = {}
         self._outbound: dict[tuple[int, IPAddress], SecurityAssociation] = {}
         # outbound SAs by destination: a home agent's per-packet search stays small
-        self._outbound_to: dict[IPAddress, dict[int, SecurityAssociation]] = {}
-        # every SA by its (src, dst) as filed, for MIGRATE (one MN's SAs among all the
-        # home agent's); the pair each SA was filed under, by id, to unfile it after
-        # MIGRATE has changed its addresses
-        self._between: dict[tuple[IPAddress, IPAddress], dict[int, SecurityAssociation]] = {}
-        self._pair: dict[int, tuple[IPAddress, IPAddress]] = {}
+        self._outbound_to: dict[IPAddress, list[SecurityAssociation]] = {}
+        # every SA by its (src, dst) as filed (``sa._filed``), for MIGRATE: one MN's SAs
+        # among all the home agent's. Buckets are short lists (a few SAs per pair), in
+        # filing order: a home agent holds two per MN, a list costs a third of a dict
+        self._between: dict[tuple[IPAddress, IPAddress], list[SecurityAssociation]] = {}
 
     @staticmethod
     def _key(sa: SecurityAssociation):
@@ -203,18 +219,31 @@ class SecurityAssociationDatabase:
             self._unpair(old)
         table[key] = sa
         if sa.direction == "out":
-            self._outbound_to.setdefault(sa.dst, {})[sa.spi] = sa
+            bucket = self._outbound_to.get(sa.dst)
+            if bucket is None:
+                self._outbound_to[sa.dst] = [sa]
+            elif not _swap(bucket, old, sa):   # a replaced SA keeps its place
+                bucket.append(sa)
         self._unpair(sa)
-        pair = self._pair[id(sa)] = (sa.src, sa.dst)
-        self._between.setdefault(pair, {})[id(sa)] = sa
+        pair = (sa.src, sa.dst)
+        bucket = self._between.get(pair)
+        if bucket is None:
+            sa._filed = pair
+            self._between[pair] = [sa]
+        else:
+            shared = bucket[0]._filed       # an equal tuple: share the bucket's own
+            sa._filed = shared if shared == pair else pair
+            bucket.append(sa)
 
     def _unpair(self, sa: SecurityAssociation) -> None:
-        pair = self._pair.pop(id(sa), None)
-        if pair is not None:
-            bucket = self._between[pair]
-            del bucket[id(sa)]
-            if not bucket:
-                del self._between[pair]
+        # where it was filed; else where its addresses say (an SA object filed in two
+        # SADs, as a test may do, has the pair of the last one in ``_filed``)
+        for pair in (sa._filed, (sa.src, sa.dst)):
+            bucket = self._between.get(pair) if pair is not None else None
+            if bucket is not None and _drop(bucket, sa):
+                if not bucket:
+                    del self._between[pair]
+                return
 
     def _unfile(self, direction: str, key) -> SecurityAssociation | None:
         sa = self._table(direction).pop(key, None)
@@ -222,10 +251,9 @@ class SecurityAssociationDatabase:
             self._unpair(sa)
         if sa is not None and direction == "out":
             spi, dst = key
-            bucket = self._outbound_to.get(dst, {})
-            bucket.pop(spi, None)
-            if not bucket:
-                self._outbound_to.pop(dst, None)
+            bucket = self._outbound_to.get(dst)
+            if bucket is not None and _drop(bucket, sa) and not bucket:
+                del self._outbound_to[dst]
         return sa
 
     def inbound(self, spi: int) -> SecurityAssociation | None:
@@ -250,8 +278,8 @@ class SecurityAssociationDatabase:
 
     def between(self, a: IPAddress, b: IPAddress) -> list[SecurityAssociation]:
         """The SAs from ``a`` to ``b`` and from ``b`` to ``a`` (an index, not a walk)."""
-        return [*self._between.get((a, b), {}).values(),
-                *(self._between.get((b, a), {}).values() if a != b else ())]
+        return [*self._between.get((a, b), ()),
+                *(self._between.get((b, a), ()) if a != b else ())]
 
     def find(self, predicate: Callable[[SecurityAssociation], bool]) -> list[SecurityAssociation]:
         return [sa for sa in self if predicate(sa)]
@@ -259,7 +287,7 @@ class SecurityAssociationDatabase:
     def outbound_for(self, reqid: int, dst: IPAddress | None = None) -> SecurityAssociation | None:
         """The newest usable outbound SA made for policy ``reqid`` (to ``dst``)."""
         candidates = self._outbound.values() if dst is None else \
-            self._outbound_to.get(as_address(dst), {}).values()
+            self._outbound_to.get(as_address(dst), ())
         found = [sa for sa in candidates
                  if sa.reqid == reqid and sa.state in ("mature", "dying")]
         return max(found, key=lambda sa: (sa.state == "mature", sa.created_us)) \
@@ -267,12 +295,32 @@ class SecurityAssociationDatabase:
 
     def flush(self) -> list[SecurityAssociation]:
         gone = list(self)
+        for sa in gone:
+            sa._filed = None
         self._inbound.clear()
         self._outbound.clear()
         self._outbound_to.clear()
         self._between.clear()
-        self._pair.clear()
         return gone
 
     def table(self) -> list[dict[str, Any]]:
         return [sa.as_dict() for sa in self]
+
+
+def _drop(bucket: list, sa: SecurityAssociation) -> bool:
+    """Remove ``sa`` itself (not an equal SA) from ``bucket``; whether it was there."""
+    for i, other in enumerate(bucket):
+        if other is sa:
+            del bucket[i]
+            return True
+    return False
+
+
+def _swap(bucket: list, old: SecurityAssociation | None, new: SecurityAssociation) -> bool:
+    """Put ``new`` in ``old``'s place in ``bucket``; whether ``old`` was there."""
+    if old is not None:
+        for i, other in enumerate(bucket):
+            if other is old:
+                bucket[i] = new
+                return True
+    return False

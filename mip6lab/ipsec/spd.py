@@ -24,6 +24,7 @@ everything not named in a policy flows in the clear, and says so in its trace.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -150,6 +151,49 @@ class IPsecTemplate:
         return text + f" reqid={self.reqid}"
 
 
+class Hits(MutableMapping):
+    """How many packets an entry matched, ``{"out": n, "in": m}``.
+
+    A mapping with exactly these two keys, kept in two slots: a home agent holds
+    two entries per mobile node, and a dict each would be most of an entry's size."""
+
+    __slots__ = ("out", "in_")
+    _KEYS = ("out", "in")
+
+    def __init__(self, counts: Any = None) -> None:
+        counts = dict(counts or {})
+        if not set(counts) <= set(self._KEYS):
+            raise ValueError(f"hits are counted 'out' and 'in', not {sorted(counts)}")
+        self.out, self.in_ = counts.get("out", 0), counts.get("in", 0)
+
+    def __getitem__(self, key: str) -> int:
+        if key == "out":
+            return self.out
+        if key == "in":
+            return self.in_
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: int) -> None:
+        if key == "out":
+            self.out = value
+        elif key == "in":
+            self.in_ = value
+        else:
+            raise KeyError(key)
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("the hit counters cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return 2
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 @dataclass(slots=True)
 class SecurityPolicy:
     """One SPD entry."""
@@ -161,7 +205,7 @@ class SecurityPolicy:
     name: str = ""
     owner: str = ""                  # who installed it (the key-engine sender)
     index: int = 0                   # assigned by the SPD, stable for SPDDELETE
-    hits: dict[str, int] = field(default_factory=lambda: {"out": 0, "in": 0})
+    hits: Hits = field(default_factory=Hits)   # a dict given is copied into a Hits
 
     def __post_init__(self) -> None:
         if self.action not in (PROTECT, BYPASS, DISCARD):
@@ -170,6 +214,8 @@ class SecurityPolicy:
             self.template = IPsecTemplate()
         if self.direction not in ("both", "out", "in"):
             raise ValueError("direction is both, out or in")
+        if type(self.hits) is not Hits:
+            self.hits = Hits(self.hits)
 
     def applies(self, packet: PacketSelectors, outbound: bool) -> bool:
         if self.direction != "both" and self.direction != ("out" if outbound else "in"):
@@ -208,7 +254,9 @@ class SecurityPolicyDatabase:
         self.default_action = default_action
         self.policies: list[SecurityPolicy] = []
         self._next_index = 1
-        self._rank: dict[int, int] = {}                  # policy index -> SPD position key
+        # policy index -> SPD position key; None while every entry was appended, when
+        # the indexes themselves are in SPD order (a home agent's case: no dict needed)
+        self._rank: dict[int, int] | None = None
         self._by_remote: dict[IPAddress, list[SecurityPolicy]] = {}
         self._wildcards: list[SecurityPolicy] = []
         self._by_selectors: dict[Selectors, list[SecurityPolicy]] = {}
@@ -224,8 +272,9 @@ class SecurityPolicyDatabase:
         policy.index = self._next_index
         self._next_index += 1
         if position is None or position >= len(self.policies):
-            last = self.policies[-1].index if self.policies else None
-            self._rank[policy.index] = self._rank[last] + 1 if last is not None else 0
+            if self._rank is not None:
+                last = self.policies[-1].index if self.policies else None
+                self._rank[policy.index] = self._rank[last] + 1 if last is not None else 0
             self.policies.append(policy)
             self._file(policy)
         else:
@@ -238,7 +287,8 @@ class SecurityPolicyDatabase:
             if policy.index == index:
                 self.policies.remove(policy)
                 self._unfile(policy)
-                del self._rank[index]
+                if self._rank is not None:
+                    del self._rank[index]
                 return policy
         return None
 
@@ -252,9 +302,11 @@ class SecurityPolicyDatabase:
 
     def _file(self, policy: SecurityPolicy) -> None:
         host = self._remote_host(policy)
-        (self._by_remote.setdefault(host, []) if host is not None
-         else self._wildcards).append(policy)
-        self._by_selectors.setdefault(policy.selectors, []).append(policy)
+        if host is None:
+            self._wildcards.append(policy)
+        else:
+            _append(self._by_remote, host, policy)
+        _append(self._by_selectors, policy.selectors, policy)
 
     def _unfile(self, policy: SecurityPolicy) -> None:
         host = self._remote_host(policy)
@@ -286,7 +338,10 @@ class SecurityPolicyDatabase:
         remote = packet.dst if outbound else packet.src
         for policy in self._candidates(self._by_remote.get(remote, ()), self._wildcards):
             if policy.applies(packet, outbound):
-                policy.hits["out" if outbound else "in"] += 1
+                if outbound:
+                    policy.hits.out += 1
+                else:
+                    policy.hits.in_ += 1
                 return policy
         return None
 
@@ -295,7 +350,8 @@ class SecurityPolicyDatabase:
         rank = self._rank
         i = j = 0
         while i < len(hosts) and j < len(wildcards):
-            if rank[hosts[i].index] < rank[wildcards[j].index]:
+            if (hosts[i].index < wildcards[j].index if rank is None
+                    else rank[hosts[i].index] < rank[wildcards[j].index]):
                 yield hosts[i]
                 i += 1
             else:
@@ -307,7 +363,17 @@ class SecurityPolicyDatabase:
     def flush(self) -> list[SecurityPolicy]:
         gone, self.policies = self.policies, []
         self._reindex()
+        self._rank = None     # empty: whatever is appended next is in index order
         return gone
 
     def table(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.policies]
+
+
+def _append(index: dict, key: Any, policy: SecurityPolicy) -> None:
+    """File ``policy`` under ``key``: a new bucket is a one-item list, not a grown one."""
+    bucket = index.get(key)
+    if bucket is None:
+        index[key] = [policy]
+    else:
+        bucket.append(policy)

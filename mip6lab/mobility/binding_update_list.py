@@ -177,7 +177,7 @@ Event = Union[SendBindingUpdate, RegistrationAccepted, Deregistered, Registratio
 # ---------------------------------------------------------------------------- entries
 
 
-@dataclass
+@dataclass(slots=True)
 class BindingUpdateListEntry:
     """One Binding Update List entry (RFC 6275 §11.1) for a home registration."""
 

@@ -64,6 +64,7 @@ from ..ikev2.sa import AddressAssigned, ChildSaEstablished, IkeSa, IkeSaEstablis
 from ..ikev2.ts import TrafficSelector, mh_type_selector
 from ..ipsec import PROTECT, IPsecTemplate, KeyMessage, MigrateRequest, SecurityPolicy, Selectors
 from ..net.frames import address_in_prefix
+from ..net.interface import as_address
 from ..net.node import Node
 
 IPv6 = ipaddress.IPv6Address
@@ -261,11 +262,11 @@ class MobileNodeCoupling(_Coupling):
                        local_ts=[mh_type_selector("::/0", "BU")],
                        remote_ts=[mh_type_selector(f"{ha}/128", "BA")],
                        reqid_by_mode={"transport": BU_REQID, "tunnel": PAYLOAD_REQID},
-                       always_nat_t=local.version == 4, wire_cache={})
+                       always_nat_t=local.version == 4)
 
     def start(self, care_of_address) -> IkeSa:
         """RFC 6275 §11.3.2 / RFC 4877 §4.3: IKE runs from the care-of address."""
-        coa = ipaddress.ip_address(care_of_address)
+        coa = as_address(care_of_address)
         peer = self.home_agent if coa.version == 6 else self.home_agent4
         if peer is None:
             raise ValueError("an IPv4 care-of address needs the home agent's IPv4 address")
@@ -417,7 +418,7 @@ class MobileNodeCoupling(_Coupling):
     def before_binding_update(self, new_coa) -> bool:
         """The MN moved to ``new_coa`` and wants to send a BU. True: send it now (K=1,
         the SAs are the HoA's); False: IKE runs again first, :attr:`on_ready` follows."""
-        new_coa = ipaddress.ip_address(new_coa)
+        new_coa = as_address(new_coa)
         if self.ike_survives(new_coa):
             return True
         # K=0 (or a new address family: the IKE SA cannot follow, RFC 5555 §5.1 "the IKE
@@ -433,7 +434,7 @@ class MobileNodeCoupling(_Coupling):
         established IKE SA, and the same address family (RFC 5555 §5.1); or what the
         :attr:`k_decision` hook answers instead."""
         question = KBitQuestion(bool(self.k_bit), self.ike_sa.state if self.ike_sa else None,
-                                self.ike_endpoint, ipaddress.ip_address(new_coa))
+                                self.ike_endpoint, as_address(new_coa))
         if self.k_decision is None:
             return default_k_decision(question)
         try:
@@ -455,7 +456,7 @@ class MobileNodeCoupling(_Coupling):
         been lost on the way."""
         if not k or self.ike_endpoint is None:
             return
-        old, new = self.ike_endpoint, ipaddress.ip_address(new_coa)
+        old, new = self.ike_endpoint, as_address(new_coa)
         if old == new or old.version != new.version:
             return
         peer = self.ike_sa.remote

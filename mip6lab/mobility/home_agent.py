@@ -30,18 +30,21 @@ import ipaddress
 from collections import Counter
 from typing import Any
 
-from scapy.layers.inet6 import (HAO, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6,
-                                IPv6ExtHdrDestOpt, MIP6OptAltCoA)
+from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.packet import Packet
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ikev2.pools import AddressPool, PoolExhausted
 from ..net.frames import solicited_node
+from ..net.interface import as_address
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
-from ..wire.mip6 import (DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, MIP6OptIPv4AddrAck,
-                         MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
-                         build_ba, check_mobility_message)
+from ..wire.mh_codec import (BU_A, BU_F, BU_H, BU_K, BU_L, AlternateCareOfAddress,
+                             IPv4AddressAcknowledgement, IPv4CareOfAddress, IPv4HomeAddress,
+                             MobilityMessage, NATDetection, decode_mobility_message,
+                             encode_ba, read_on_bytes, read_options)
+from ..wire.mip6 import DSMIP6_UDP_PORT, MIP6MH_BU_DSMIP6, check_mobility_message
+from ..wire.nd_codec import neighbor_advertisement
 from .binding_cache import (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_IDENTITY,
                             BindingCache, BindingCacheEntry, BindingCreated, BindingDeleted,
                             invalid_care_of_address,
@@ -56,7 +59,7 @@ from .tunnel import TunnelEndpoint, encapsulate, inner_destination, inner_packet
 
 IPv6Address, IPv4Address = ipaddress.IPv6Address, ipaddress.IPv4Address
 IPPROTO_MH = 135
-ALL_NODES = "ff02::1"
+ALL_NODES = ipaddress.IPv6Address("ff02::1")
 
 
 class HomeAgent:
@@ -93,6 +96,7 @@ class HomeAgent:
         self._expiry: ScheduledCall | None = None
         node.mobility = self
         node.register_protocol(6, IPPROTO_MH, self._mobility_header)
+        node.register_bytes_handler(IPPROTO_MH, self._mobility_bytes)
         for version in (6, 4):
             for proto in (4, 41):
                 node.register_protocol(version, proto, self._ip_tunnel)
@@ -121,10 +125,8 @@ class HomeAgent:
     def _advertise(self, target: IPv6Address) -> None:
         """An unsolicited NA for ``target`` with our link-layer address, O set (§10.4.1)."""
         source = self.home_interface.source_for(target) or self.home_interface.link_local
-        na = (IPv6(src=str(source), dst=ALL_NODES, hlim=255)
-              / ICMPv6ND_NA(tgt=str(target), R=0, S=0, O=1)
-              / ICMPv6NDOptDstLLAddr(lladdr=self.home_interface.mac))
-        self.node.send_ip(na, iface=self.home_interface)
+        self.node.send_on(self.home_interface, neighbor_advertisement(
+            source, ALL_NODES, target, self.home_interface.mac, o=True))
 
     def _proxy(self, home_address: IPv6Address, on: bool) -> None:
         """Start or stop listening to the home address's solicited-node group, where the
@@ -139,6 +141,7 @@ class HomeAgent:
     # -- Binding Updates -------------------------------------------------------------------
 
     def _mobility_header(self, iface, ip6: IPv6, mh: Packet) -> None:
+        """A Mobility Header dissected by scapy (what the byte path left alone)."""
         raw = bytes(ip6)
         udp, self._udp_context = self._udp_context, None
         sa = self.node.ipsec.last_input if self.node.ipsec else None
@@ -150,8 +153,31 @@ class HomeAgent:
         if not isinstance(mh, MIP6MH_BU_DSMIP6):
             self._announce(f"{type(mh).__name__} from {ip6.src} ignored (not a BU)")
             return
+        message = decode_mobility_message(raw)
+        if message is None:      # a header chain scapy read and the codec does not
+            self._refuse("malformed", "Binding Update behind headers not read", raw)
+            return
+        # the options as scapy cut them (its own way for some types: SCAPY_OWN_OPTIONS)
+        message.options = read_options(bytes(option) for option in mh.options)
+        self._binding_update(raw, message, udp, sa)
+
+    def _mobility_bytes(self, iface, l3: bytes, offset: int) -> bool:
+        """The same for a BU on bytes (the node's byte path): what passes the checks of
+        :func:`check_mobility_message` is read by the struct codec; anything else --
+        another MH type, a malformed one -- goes to scapy and :meth:`_mobility_header`
+        as before, so its drop or announcement is the one it always was."""
+        message = read_on_bytes(l3, offset, 5)
+        if message is None:
+            return False
+        udp, self._udp_context = self._udp_context, None
+        self._binding_update(l3, message, udp,
+                             self.node.ipsec.last_input if self.node.ipsec else None)
+        return True
+
+    def _binding_update(self, raw: bytes, bu: MobilityMessage, udp, sa) -> None:
+        """A checked BU (RFC 6275 §10.3.1; RFC 5555 §4.2; RFC 4877 §4)."""
         self.stats["bu_received"] += 1
-        if "H" not in mh.flags:
+        if not bu.flags & BU_H:
             # a correspondent registration (§9.5.1): without return routability's Binding
             # Authorization Data it is discarded; this node does no route optimization
             self._refuse("correspondent_bu", "BU with H clear: correspondent registration "
@@ -172,34 +198,35 @@ class HomeAgent:
             return
         else:
             identity = sa.identity
-        hao = next((o for o in (ip6[IPv6ExtHdrDestOpt].options if IPv6ExtHdrDestOpt in ip6
-                                else []) if isinstance(o, HAO)), None)
-        source = IPv6Address(ip6.src)
-        hoa = IPv6Address(hao.hoa) if hao is not None else source
+        hao = bu.home_address
+        source = IPv6Address(bu.source)
+        hoa = IPv6Address(hao) if hao is not None else source
         if verdict is not None and verdict.error is not None:
-            self._auth_refused(verdict, hoa, mh.seq, source)
+            self._auth_refused(verdict, hoa, bu.sequence, source)
             return
-        options = {type(o): o for o in mh.options}
-        v4coa = options.get(MIP6OptIPv4CareOfAddress)
-        v4hoa = options.get(MIP6OptIPv4HomeAddress)
-        coa, problem = self._care_of_address(hao, source, udp, options.get(MIP6OptAltCoA),
+        v4coa = bu.option(IPv4CareOfAddress)
+        v4hoa = bu.option(IPv4HomeAddress)
+        coa, problem = self._care_of_address(hao, source, udp,
+                                             bu.option(AlternateCareOfAddress),
                                              esp=verdict is None)
         if problem is None:
             problem = invalid_care_of_address(
-                coa if coa is not None else IPv4Address(v4coa.coa) if v4coa is not None
+                coa if coa is not None else IPv4Address(v4coa.address) if v4coa is not None
                 else hoa, self._own_addresses())
         if problem is not None:
             # RFC 6275 §6.1.7: silently discarded (no BA to an address we cannot trust)
             self._refuse("invalid_coa", f"BU for {hoa} discarded: {problem}", raw)
             return
+        flags = bu.flags
         try:
             request = BindingUpdateRequest(
-                home_address=hoa, care_of_address=coa, sequence_number=mh.seq,
-                lifetime=mh.mhtime, a="A" in mh.flags, h="H" in mh.flags, l="L" in mh.flags,
-                k="K" in mh.flags, f=bool(mh.F),
+                home_address=hoa, care_of_address=coa, sequence_number=bu.sequence,
+                lifetime=bu.lifetime, a=bool(flags & BU_A), h=bool(flags & BU_H),
+                l=bool(flags & BU_L), k=bool(flags & BU_K), f=bool(flags & BU_F),
                 ipv4_home_address=self._ipv4_home_address(hoa, v4hoa, identity)
                 if v4hoa is not None else None,
-                ipv4_care_of_address=IPv4Address(v4coa.coa) if v4coa is not None else None,
+                ipv4_care_of_address=IPv4Address(v4coa.address) if v4coa is not None
+                else None,
                 outer_ipv4_source=udp[0] if udp else None,
                 outer_udp_source_port=udp[1] if udp else None)
         except (LocalProtocolError, ValueError) as exc:   # e.g. no care-of address at all
@@ -212,7 +239,7 @@ class HomeAgent:
             result = self.cache.process_bu(request, identity, self.coupling.home_addresses,
                                            self.node.sim.now_us,
                                            duplicate_address=self._duplicate)
-            self._announce(f"BU from {identity} for {hoa} seq {mh.seq}: "
+            self._announce(f"BU from {identity} for {hoa} seq {bu.sequence}: "
                            f"{result.status.name} ({int(result.status)})",
                            status=int(result.status), home_address=str(hoa),
                            identity=identity)
@@ -259,7 +286,7 @@ class HomeAgent:
                               "Address option: its outer source is not protected "
                               "(RFC 4877 §4.1)")
             return source, None
-        care_of = IPv6Address(alternate.acoa)
+        care_of = IPv6Address(alternate.address)
         if care_of != source:
             return None, (f"outer source {source} is not the Alternate Care-of Address "
                           f"{care_of}: rewritten on the path (RFC 4877 §4.1)")
@@ -271,7 +298,7 @@ class HomeAgent:
 
     def _ipv4_home_address(self, hoa: IPv6Address, option, identity: str):
         """RFC 5555 §3.1.1: 0.0.0.0 asks for one; the HA allocates it to this HoA."""
-        asked = IPv4Address(option.hoa)
+        asked = IPv4Address(option.address)
         if not asked.is_unspecified or self.ipv4_pool is None:
             return asked
         try:
@@ -339,21 +366,20 @@ class HomeAgent:
 
     def _send_ba(self, ack: SendBindingAcknowledgement, request: BindingUpdateRequest,
                  source: IPv6Address, udp) -> None:
-        options: list[Packet] = []
+        options: list = []
         entry = self.cache.get(ack.home_address)
         if ack.ipv4_address_acknowledgement is not None and request.ipv4_home_address:
-            options.append(MIP6OptIPv4AddrAck(status=ack.ipv4_address_acknowledgement,
-                                              hoa=str(request.ipv4_home_address)))
+            options.append(IPv4AddressAcknowledgement(ack.ipv4_address_acknowledgement,
+                                                      request.ipv4_home_address.packed))
         if ack.nat_detection is not None:
-            options.append(MIP6OptNATDetection(
-                F=int(ack.nat_detection), refresh=self.nat_refresh if entry and
-                entry.nat_detected else 0xFFFFFFFF))
+            options.append(NATDetection(bool(ack.nat_detection), self.nat_refresh
+                                        if entry and entry.nat_detected else 0xFFFFFFFF))
         seconds = ack.lifetime * (LIFETIME_UNIT_US // 1_000_000)
         # to the CoA the BU came from with a type 2 RH; straight to the HoA when the BU
         # came from it (home) or inside UDP 4191 (RFC 5555 §4.2: no RH2 in the tunnel)
-        via = None if udp is not None or source == ack.home_address else str(source)
-        ba = build_ba(str(self.address), via, str(ack.home_address), ack.sequence_number,
-                      seconds, status=int(ack.status), k=ack.k, options=options)
+        via = None if udp is not None or source == ack.home_address else source
+        ba = encode_ba(self.address, via, ack.home_address, ack.sequence_number,
+                       seconds, status=int(ack.status), k=ack.k, options=options)
         if isinstance(self.coupling, HomeAgentAuthOption):
             ba = self.coupling.sign_binding_acknowledgement(ba, self.coupling.answering)
         self.stats["ba_sent"] += 1
@@ -459,7 +485,7 @@ class HomeAgent:
         return None
 
     def _ip_tunnel(self, iface, outer: Packet, payload: Packet) -> None:
-        self._from_tunnel(iface, bytes(payload), ipaddress.ip_address(outer.src), None)
+        self._from_tunnel(iface, bytes(payload), as_address(outer.src), None)
 
     def _udp_tunnel(self, datagram: UdpDatagram) -> None:
         iface = self.node.interfaces[datagram.interface]

@@ -29,17 +29,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, MIP6MH_BA,
-                                MIP6OptAltCoA, MIP6OptBRAdvice)
+from scapy.layers.inet6 import IPv6, MIP6MH_BA
 from scapy.packet import Packet
 
 from ..errors import RemoteProtocolError
+from ..net.frames import ALL_NODES
+from ..net.interface import as_address
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
 from ..net.slaac import Movement
-from ..wire.mip6 import (DSMIP6_UDP_PORT, NATD_NO_KEEPALIVE, MIP6OptIPv4AddrAck,
-                         MIP6OptIPv4CareOfAddress, MIP6OptIPv4HomeAddress, MIP6OptNATDetection,
-                         build_bu, check_mobility_message)
+from ..wire.mh_codec import (BA_K, AlternateCareOfAddress, BindingRefreshAdvice,
+                             IPv4AddressAcknowledgement, IPv4CareOfAddress, IPv4HomeAddress,
+                             MobilityMessage, NATDetection, decode_mobility_message,
+                             encode_bu, read_on_bytes, read_options)
+from ..wire.mip6 import DSMIP6_UDP_PORT, NATD_NO_KEEPALIVE, check_mobility_message
+from ..wire.nd_codec import neighbor_advertisement
 from .binding_update_list import (BindingUpdateList, Deregistered, RegistrationAccepted,
                                   RegistrationRejected, SendBindingUpdate,
                                   SequenceNumberResynchronized, UseUdpEncapsulation)
@@ -74,7 +78,7 @@ class _TunnelDevice:
         """Never reached: the hook consumes the packet before Neighbor Discovery."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Handover:
     """One registration: where to, and what it took (filled in as it happens)."""
 
@@ -126,6 +130,7 @@ class MobileNode:
         host.slaac.on_movement.append(self._movement)
         host.link_listeners.append(self._link_changed)
         host.register_protocol(6, IPPROTO_MH, self._mobility_header)
+        host.register_bytes_handler(IPPROTO_MH, self._mobility_bytes)
         for version in (6, 4):
             for proto in (4, 41):
                 host.register_protocol(version, proto, self._ip_tunnel)
@@ -302,11 +307,10 @@ class MobileNode:
         self.stats["bu_sent"] += 1
         if self.handovers:
             self.handovers[-1].bu_sent += 1
-        options: list[Packet] = []
+        options: list = []
         if bu.ipv4_home_address is not None:
-            options.append(MIP6OptIPv4HomeAddress(hoa=str(bu.ipv4_home_address)))
+            options.append(IPv4HomeAddress(bu.ipv4_home_address.packed))
         seconds = bu.lifetime * UNITS
-        common = dict(k=bu.k, options=options)
         self._announce(f"BU seq {bu.sequence_number} lifetime {seconds} s "
                        f"{'K ' if bu.k else ''}CoA {bu.care_of_address or bu.ipv4_care_of_address}"
                        f"{' (retransmission)' if bu.retransmission else ''}",
@@ -314,19 +318,19 @@ class MobileNode:
         home = bu.care_of_address == bu.home_address   # §11.5.5: from the HoA, no HAO
         in_udp = bu.ipv4_care_of_address is not None and not home
         if in_udp:
-            options.append(MIP6OptIPv4CareOfAddress(coa=str(bu.ipv4_care_of_address)))
+            options.append(IPv4CareOfAddress(bu.ipv4_care_of_address.packed))
         # the HAO carries the HoA from an IPv6 CoA; from the HoA or from IPv4 there is none
-        hao_from = None if home or in_udp else str(bu.care_of_address)
+        hao_from = None if home or in_udp else bu.care_of_address
         if hao_from is not None:
             # ESP in transport mode leaves the outer source unprotected: the CoA goes inside
             # the BU too (RFC 6275 §11.7.1, §6.2.5; RFC 4877 §4.1 "MUST use the Alternate
             # Care-of Address mobility option"), first, so RFC 4285's options stay last
-            options.insert(0, MIP6OptAltCoA(acoa=hao_from))
+            options.insert(0, AlternateCareOfAddress(hao_from.packed))
         unanswered = getattr(self.coupling, "binding_update_unanswered", None)
         if bu.retransmission and unanswered is not None:
             unanswered(bu.retransmission + 1)   # RFC 7296 §2.4: is the HA's IKE alive?
-        packet = bytes(build_bu(str(bu.home_address), hao_from, str(bu.home_agent),
-                                bu.sequence_number, seconds, **common))
+        packet = encode_bu(bu.home_address, hao_from, bu.home_agent, bu.sequence_number,
+                           seconds, k=bu.k, options=options)
         if isinstance(self.coupling, MobileNodeAuthOption):
             packet = self.coupling.sign_binding_update(packet)    # RFC 4285 §5.1
         if not in_udp:
@@ -392,10 +396,8 @@ class MobileNode:
         self.coupling.after_binding_acknowledgement(self.home_address,
                                                     self.handovers[-1].k_bit)
         # §11.5.5: "multicast onto the home link ... a Neighbor Advertisement" with O set
-        na = (IPv6(src=str(self.home_address), dst="ff02::1", hlim=255)
-              / ICMPv6ND_NA(tgt=str(self.home_address), R=0, S=0, O=1)
-              / ICMPv6NDOptDstLLAddr(lladdr=self.iface.mac))
-        self.node.send_ip(na, iface=self.iface)
+        self.node.send_on(self.iface, neighbor_advertisement(
+            self.home_address, ALL_NODES, self.home_address, self.iface.mac, o=True))
         self.coupling.returned_home()
         self._announce(f"deregistered: {self.home_address} is on the home link again")
         self._finish(0)
@@ -418,6 +420,7 @@ class MobileNode:
     # -- Binding Acknowledgements (§11.7.3) ------------------------------------------------
 
     def _mobility_header(self, iface, ip6: IPv6, mh: Packet) -> None:
+        """A Mobility Header dissected by scapy (what the byte path left alone)."""
         raw = bytes(ip6)
         sa = self.node.ipsec.last_input if self.node.ipsec else None
         try:
@@ -429,6 +432,27 @@ class MobileNode:
         if not isinstance(mh, MIP6MH_BA):
             self._announce(f"{type(mh).__name__} from {ip6.src} ignored")
             return
+        message = decode_mobility_message(raw)
+        if message is None:      # a header chain scapy read and the codec does not
+            self.stats["malformed"] += 1
+            self.node.drop("mip6", "Binding Acknowledgement behind headers not read", raw)
+            return
+        # the options as scapy cut them (its own way for some types: SCAPY_OWN_OPTIONS)
+        message.options = read_options(bytes(option) for option in mh.options)
+        self._binding_acknowledgement(raw, message, sa)
+
+    def _mobility_bytes(self, iface, l3: bytes, offset: int) -> bool:
+        """The same for a BA on bytes (the node's byte path); anything else -- another MH
+        type, a malformed one -- goes to scapy and :meth:`_mobility_header` as before."""
+        message = read_on_bytes(l3, offset, 6)
+        if message is None:
+            return False
+        self._binding_acknowledgement(
+            l3, message, self.node.ipsec.last_input if self.node.ipsec else None)
+        return True
+
+    def _binding_acknowledgement(self, raw: bytes, ba: MobilityMessage, sa) -> None:
+        """A checked BA (RFC 6275 §11.7.3; RFC 5555 §4.3; RFC 4877 §4)."""
         if isinstance(self.coupling, MobileNodeAuthOption):
             try:        # RFC 4285 §5.1.1, §6: authenticated, and answering our BU
                 if not self.coupling.verify_binding_acknowledgement(raw):
@@ -443,23 +467,24 @@ class MobileNode:
             return
         refresh = None
         nat = None
-        for option in mh.options:
-            if isinstance(option, MIP6OptBRAdvice):
-                refresh = option.rinter
-            elif isinstance(option, MIP6OptNATDetection):
-                nat = bool(option.F)
+        for option in ba.options:
+            if type(option) is BindingRefreshAdvice:
+                refresh = option.interval
+            elif type(option) is NATDetection:
+                nat = option.f
                 self.nat_detected = option.refresh != NATD_NO_KEEPALIVE
                 if option.refresh not in (0, NATD_NO_KEEPALIVE):
                     # RFC 5555 §4.3: keep the NAT's mapping with BUs at the HA's interval
                     refresh = max(1, option.refresh // UNITS)
-            elif isinstance(option, MIP6OptIPv4AddrAck) and option.status < 128:
-                self._ipv4_home_address(IPv4Address(option.hoa))
+            elif type(option) is IPv4AddressAcknowledgement and option.status < 128:
+                self._ipv4_home_address(IPv4Address(option.address))
         self.stats["ba_received"] += 1
-        self._announce(f"BA seq {mh.seq} status {mh.status}"
-                       f"{' K' if 'K' in mh.flags else ''}", status=int(mh.status))
+        k = bool(ba.flags & BA_K)
+        self._announce(f"BA seq {ba.sequence} status {ba.status}"
+                       f"{' K' if k else ''}", status=ba.status)
         self._perform(self.bul.process_ba(
-            self.home_address, mh.status, mh.seq, mh.mhtime, self.node.sim.now_us,
-            k="K" in mh.flags, refresh_interval=refresh, nat_detection=nat))
+            self.home_address, ba.status, ba.sequence, ba.lifetime, self.node.sim.now_us,
+            k=k, refresh_interval=refresh, nat_detection=nat))
 
     def _ipv4_home_address(self, address: IPv4Address) -> None:
         if self.ipv4_home_address == address:
@@ -475,7 +500,7 @@ class MobileNode:
         if iface is not self.tunnel_iface:
             return l3
         version = l3[0] >> 4
-        source = ipaddress.ip_address(l3[8:24] if version == 6 else l3[12:16])
+        source = as_address(l3[8:24] if version == 6 else l3[12:16])
         if self.tunnel is None or source.is_link_local or source.is_unspecified:
             if not source.is_link_local:
                 self.stats["no_tunnel"] += 1
@@ -496,7 +521,7 @@ class MobileNode:
         return None
 
     def _ip_tunnel(self, iface, outer: Packet, payload: Packet) -> None:
-        self._from_tunnel(iface, bytes(payload), ipaddress.ip_address(outer.src))
+        self._from_tunnel(iface, bytes(payload), as_address(outer.src))
 
     def _udp_tunnel(self, datagram: UdpDatagram) -> None:
         self._from_tunnel(self.node.interfaces[datagram.interface], datagram.payload,

@@ -17,6 +17,7 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 
 from ..errors import MalformedPacket
+from ..net.interface import as_address
 from ..wire.mip6 import DSMIP6_UDP_PORT, encapsulate_udp4
 
 IPPROTO_IPV4, IPPROTO_IPV6 = 4, 41
@@ -70,11 +71,11 @@ def inner_packet(payload: bytes) -> bytes:
 
 
 def inner_source(packet: bytes) -> ipaddress._BaseAddress:
-    return ipaddress.ip_address(packet[8:24] if packet[0] >> 4 == 6 else packet[12:16])
+    return as_address(packet[8:24] if packet[0] >> 4 == 6 else packet[12:16])
 
 
 def inner_destination(packet: bytes) -> ipaddress._BaseAddress:
-    return ipaddress.ip_address(packet[24:40] if packet[0] >> 4 == 6 else packet[16:20])
+    return as_address(packet[24:40] if packet[0] >> 4 == 6 else packet[16:20])
 
 
 __all__ = ["DSMIP6_UDP_PORT", "IPPROTO_IPV4", "IPPROTO_IPV6", "TunnelEndpoint",

@@ -47,6 +47,11 @@ ALL_NODES = ipaddress.IPv6Address("ff02::1")
 ALL_ROUTERS = ipaddress.IPv6Address("ff02::2")
 
 
+def ethernet_header(dst_mac: str, src: bytes, ethertype: int) -> bytes:
+    """An Ethernet II header (destination, source, type), as scapy's ``Ether`` writes it."""
+    return bytes.fromhex(dst_mac.replace(":", "")) + src + ethertype.to_bytes(2, "big")
+
+
 def mac_for_index(index: int) -> str:
     """A locally administered unicast MAC for the ``index``-th interface of a lab."""
     return "02:00:5e:%02x:%02x:%02x" % ((index >> 16) & 0xFF, (index >> 8) & 0xFF,

@@ -30,10 +30,43 @@ INFINITE = None  # a lifetime that never ends
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 
+#: text -> address or network already parsed: the same few addresses come back as text
+#: on every message of a registration (the IKE daemon's peers, routes being added).
+#: Bounded, and emptied when full: a cache of the moment, not a table that grows with
+#: the number of nodes (addresses are immutable, so sharing one object is safe).
+_PARSED: dict[tuple, object] = {}
+_PARSED_MAX = 1024
+
+
+def _parsed(text: str, network: bool):
+    key = (text, network)
+    found = _PARSED.get(key)
+    if found is None:
+        found = ipaddress.ip_network(text, strict=False) if network \
+            else ipaddress.ip_address(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
+
+def _shared(network: IPNetwork) -> IPNetwork:
+    """An equal network object met a moment ago, or ``network`` itself (kept for next
+    time); in the same bounded cache as the parsed text."""
+    key = (network.version, int(network.network_address), network.prefixlen)
+    found = _PARSED.get(key)
+    if found is None:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        found = _PARSED[key] = network
+    return found
+
+
 def as_address(value: str | bytes | int | IPAddress) -> IPAddress:
     """``ipaddress.ip_address(value)``, without its cost on what is already an address
     (it tries IPv4 first by formatting the object as text, then parses that text as
-    IPv6) or on packed bytes (4 octets IPv4, 16 IPv6): the per-packet paths have those."""
+    IPv6), on packed bytes (4 octets IPv4, 16 IPv6), or on text parsed a moment ago:
+    the per-packet paths have those."""
     if type(value) in _ADDRESS_TYPES:
         return value
     if isinstance(value, (bytes, bytearray)):
@@ -41,7 +74,22 @@ def as_address(value: str | bytes | int | IPAddress) -> IPAddress:
             return ipaddress.IPv6Address(bytes(value))
         if len(value) == 4:
             return ipaddress.IPv4Address(bytes(value))
+    if type(value) is str:
+        return _parsed(value, False)
     return ipaddress.ip_address(value)
+
+
+def as_network(value: str | IPNetwork) -> IPNetwork:
+    """``ipaddress.ip_network(value, strict=False)``, text parsed a moment ago reused."""
+    if type(value) is str:
+        return _parsed(value, True)
+    return ipaddress.ip_network(value, strict=False)
+
+
+def _numbers(network: IPNetwork) -> tuple[int, int]:
+    """A network's address and mask as numbers: ``address in network`` is then
+    ``int(address) & mask == prefix`` (same version)."""
+    return int(network.network_address), int(network.netmask)
 
 
 @dataclass(slots=True)
@@ -55,9 +103,21 @@ class Address6:
     # ``interface.ip`` makes a new address object at every call; every received frame
     # asks for it (is it ours?), so it is made once
     ip: ipaddress.IPv6Address = field(init=False, repr=False, compare=False)
+    # and as a number, compared without ipaddress's __eq__ (a Python call per address)
+    number: int = field(init=False, repr=False, compare=False)
+    prefix: int = field(init=False, repr=False, compare=False)     # its network's, and
+    mask: int = field(init=False, repr=False, compare=False)       # mask, as numbers
 
     def __post_init__(self) -> None:
-        self.ip = self.interface.ip
+        interface = self.interface
+        self.ip = interface.ip
+        self.number = int(self.ip)
+        # every link-local address is in fe80::/64, every host of a link in its prefix:
+        # one network object each, not one per address (an equal one, so nothing changes)
+        network = _shared(interface.network)
+        if network is not interface.network:
+            interface.network, interface.netmask = network, network.netmask
+        self.prefix, self.mask = _numbers(network)
 
     def preferred(self, now_us: int) -> bool:
         return self.preferred_until_us is None or now_us < self.preferred_until_us
@@ -76,10 +136,16 @@ class Interface:
             Address6(ipaddress.IPv6Interface(f"{self.link_local}/64"), "link-local")]
         self.addresses4: list[ipaddress.IPv4Interface] = []
         self.mac_bytes = bytes.fromhex(mac.replace(":", ""))
-        self.ethernet_headers: dict[tuple[str, int], bytes] = {}
-        # groups joined for addresses the node answers for without holding them (a home
-        # agent's proxy ND listens to each home address's solicited-node group)
-        self.joined: MulticastGroups = MulticastGroups()
+        self._joined: MulticastGroups | None = None     # see joined
+
+    @property
+    def joined(self) -> MulticastGroups:
+        """Groups joined for addresses the node answers for without holding them (a home
+        agent's proxy ND listens to each home address's solicited-node group); made
+        when first asked for, as most interfaces never join one."""
+        if self._joined is None:
+            self._joined = MulticastGroups()
+        return self._joined
 
     @property
     def fullname(self) -> str:
@@ -101,11 +167,21 @@ class Interface:
 
     def has_address(self, address: IPAddress) -> bool:
         if address.version == 6:
-            return any(a.ip == address for a in self.addresses6)
+            number = int(address)
+            for a in self.addresses6:
+                if a.number == number:
+                    return True
+            return False
         return any(a.ip == address for a in self.addresses4)
 
     def find6(self, address: ipaddress.IPv6Address) -> Address6 | None:
-        return next((a for a in self.addresses6 if a.ip == address), None)
+        if not isinstance(address, ipaddress.IPv6Address):
+            return None             # what comparing with each IPv6 address would find
+        number = int(address)
+        for a in self.addresses6:
+            if a.number == number:
+                return a
+        return None
 
     def add_address(self, text: str, origin: str = "static") -> None:
         """Add a static address written as ``"2001:db8::1/64"`` or ``"192.0.2.1/24"``."""
@@ -125,7 +201,8 @@ class Interface:
     def groups6(self) -> set[ipaddress.IPv6Address]:
         """Multicast groups the interface listens to (RFC 4861 §7.2.1, RFC 4291 §2.8)."""
         groups = {ALL_NODES} | {solicited_node(a.ip) for a in self.addresses6}
-        groups.update(self.joined)
+        if self._joined:
+            groups.update(self._joined)
         if self.node.forwarding:
             groups.add(ALL_ROUTERS)
         return groups
@@ -136,7 +213,8 @@ class Interface:
 
     def listens_to(self, group: ipaddress.IPv6Address) -> bool:
         """Whether ``group`` is one of :meth:`groups6`."""
-        if group == ALL_NODES or group in self.joined:
+        joined = self._joined
+        if group == ALL_NODES or (joined is not None and group in joined):
             return True
         if group == ALL_ROUTERS:
             return self.node.forwarding
@@ -144,19 +222,20 @@ class Interface:
         if value >> 24 != SOLICITED_NODE_PREFIX >> 24:
             return False
         low = value & 0xFFFFFF     # RFC 4291 §2.7.1: the address's low 24 bits
-        return any(int(a.ip) & 0xFFFFFF == low for a in self.addresses6)
+        return any(a.number & 0xFFFFFF == low for a in self.addresses6)
 
     def listens_to_mac(self, low32: int) -> bool:
         """Whether the network card passes a frame for ``33:33:`` + ``low32`` (RFC 2464
         §7): some group of :meth:`groups6` has those low 32 bits."""
-        if low32 == 1 or low32 in self.joined.low32:     # ff02::1 is 33:33:00:00:00:01
+        joined = self._joined
+        if low32 == 1 or (joined is not None and low32 in joined.low32):   # 1: ff02::1
             return True
         if low32 == 2:
             return self.node.forwarding
         if low32 >> 24 != 0xFF:                           # solicited-node: 33:33:ff:...
             return False
         low = low32 & 0xFFFFFF
-        return any(int(a.ip) & 0xFFFFFF == low for a in self.addresses6)
+        return any(a.number & 0xFFFFFF == low for a in self.addresses6)
 
     def source_for(self, dst: IPAddress) -> IPAddress | None:
         """Source address selection, simplified from RFC 6724: same family, same scope,
@@ -257,7 +336,7 @@ class MulticastGroups(set):
         return self
 
 
-@dataclass
+@dataclass(slots=True)
 class Route:
     """A route: destinations in ``network`` leave by ``interface``, via ``gateway``."""
 
@@ -266,6 +345,12 @@ class Route:
     gateway: IPAddress | None = None
     origin: str = "static"   # "static", "connected", "ra"
     metric: int = 0
+    # the network as numbers, for the lookup: ``dst in network`` without its Python calls
+    prefix: int = field(init=False, repr=False, compare=False)
+    mask: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.prefix, self.mask = _numbers(self.network)
 
     def __str__(self) -> str:
         via = f" via {self.gateway}" if self.gateway else ""
@@ -282,8 +367,8 @@ class RoutingTable:
     def add(self, network: str | IPNetwork, interface: str,
             gateway: str | IPAddress | None = None, origin: str = "static",
             metric: int = 0) -> Route:
-        net = ipaddress.ip_network(network, strict=False)
-        gw = ipaddress.ip_address(gateway) if isinstance(gateway, str) else gateway
+        net = as_network(network)
+        gw = as_address(gateway) if isinstance(gateway, str) else gateway
         route = Route(net, interface, gw, origin, metric)
         self.routes.append(route)
         return route
@@ -321,14 +406,17 @@ class RoutingTable:
         interfaces = self.node.interfaces
         best_key: tuple[int, int] | None = None
         connected = None               # (network, interface name) of the best so far
+        number, version = int(dst), dst.version
         for iface in interfaces.values():
             if iface.link is None:
                 continue
-            if dst.version == 6:
+            if version == 6:
                 for a in iface.addresses6:
+                    if number & a.mask != a.prefix:
+                        continue
                     network = a.interface.network
                     if (best_key is None or network.prefixlen > best_key[0]) and \
-                            dst in network and not _is_link_local6(a.ip):
+                            not _is_link_local6(a.ip):
                         best_key, connected = (network.prefixlen, 0), (network, iface.name)
             else:
                 for a4 in iface.addresses4:
@@ -339,7 +427,7 @@ class RoutingTable:
         best = Route(connected[0], connected[1], None, "connected") \
             if connected is not None else None
         for route in self.routes:
-            if route.network.version != dst.version or dst not in route.network:
+            if number & route.mask != route.prefix or route.network.version != version:
                 continue
             iface = interfaces.get(route.interface)
             if iface is None or iface.link is None:

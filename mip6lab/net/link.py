@@ -139,10 +139,9 @@ class Link:
                     label=f"{self.name} delivery")
 
     def _receivers(self, sender: Interface, dst_mac: str) -> list[Interface]:
-        others = [i for i in self.interfaces if i is not sender]
         if dst_mac == BROADCAST_MAC or is_multicast_mac(dst_mac):
-            return others
-        return [i for i in others if i.mac == dst_mac]
+            return [i for i in self.interfaces if i is not sender]
+        return [i for i in self.interfaces if i.mac == dst_mac and i is not sender]
 
     def _arrive(self, sender: Interface, receivers: list[Interface], frame: bytes,
                 copies: int) -> None:

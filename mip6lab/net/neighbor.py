@@ -18,9 +18,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
+from ..wire.nd_codec import neighbor_solicitation
 from .frames import BROADCAST_MAC, ETH_P_ARP, solicited_node, multicast_mac
 from .interface import IPAddress
 from .sim import ScheduledCall, seconds_to_us
@@ -35,13 +35,13 @@ MAX_MULTICAST_SOLICIT = 3    # RFC 4861 §10
 QUEUE_PER_NEIGHBOR = 3       # packets held while resolving (RFC 4861 §7.2.2: "small")
 
 
-@dataclass
+@dataclass(slots=True)
 class NeighborEntry:
     mac: str
     expires_us: int
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingResolution:
     queue: list[tuple[bytes, int]] = field(default_factory=list)  # (l3 bytes, ethertype)
     tries: int = 0
@@ -134,9 +134,8 @@ class NeighborTable:
         pending.tries += 1
         if nexthop.version == 6:
             src = iface.source_for(nexthop) or iface.link_local
-            ns = (IPv6(src=str(src), dst=str(solicited_node(nexthop)), hlim=255)
-                  / ICMPv6ND_NS(tgt=str(nexthop)) / ICMPv6NDOptSrcLLAddr(lladdr=iface.mac))
-            self.node.send_ip(ns, iface=iface)
+            self.node.send_on(iface, neighbor_solicitation(src, solicited_node(nexthop),
+                                                           nexthop, iface.mac))
         else:
             src4 = iface.source_for(nexthop)
             request = ARP(op=1, hwsrc=iface.mac, psrc=str(src4 or "0.0.0.0"),

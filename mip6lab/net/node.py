@@ -13,7 +13,14 @@ ends it with a trace event saying why):
    else drop.
 5. Local delivery hands ICMPv6 to :meth:`receive_icmpv6` (echo, ND, RA), UDP to the
    bound port, anything else to a registered protocol handler (the place later issues
-   plug in ESP, the Mobility Header and tunnels).
+   plug in ESP, the Mobility Header and tunnels). The plain cases are read off the
+   bytes, without scapy (issue 14 point 4): UDP to a bound port, Neighbor Discovery
+   (NS, NA and, on a host, RA: :mod:`mip6lab.wire.nd_codec`, which also writes the
+   RS, NS and NA a node sends) and what a handler registered with
+   :meth:`register_bytes_handler` takes (the mobile node's BA, the home agent's BU);
+   anything unusual goes to scapy's dissection as before, so drops and their reasons
+   are the same either way (tests/mobility/test_byte_path.py runs whole scenarios both
+   ways and compares their traces).
 
 Output: :meth:`send_ip` picks a source address if none was given, looks up the route,
 runs the post-routing hooks (the NAT's source translation) and resolves the next hop.
@@ -53,7 +60,9 @@ from scapy.packet import Packet
 from scapy.utils import checksum
 
 from ..errors import MalformedPacket, RemoteProtocolError
-from .frames import ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, build_udp
+from ..wire.nd_codec import neighbor_advertisement, read_nd
+from .frames import (ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, build_udp,
+                     ethernet_header)
 from .interface import Interface, IPAddress, RoutingTable, as_address
 from .neighbor import NeighborTable
 
@@ -65,6 +74,8 @@ IPPROTO_UDP = 17
 IPPROTO_ICMPV6 = 58
 IPV6_MIN_MTU = 1280
 _BROADCAST4 = ipaddress.IPv4Address("255.255.255.255")
+_ALL_NODES = ipaddress.IPv6Address("ff02::1")
+_HANDLER_KEYS: dict[tuple[int, int], tuple[int, int]] = {}
 
 # A hook sees the IP packet as bytes with the interface it came in on / leaves by, and
 # returns the (possibly rewritten) bytes, or None when it consumed or dropped the packet.
@@ -111,6 +122,7 @@ class Node:
         self.prerouting: list[Hook] = []
         self.postrouting: list[Hook] = []
         self.protocol_handlers: dict[tuple[int, int], Callable[..., None]] = {}
+        self.byte_handlers: dict[int, Callable[[Interface, bytes, int], bool]] = {}
         self.udp_ports: dict[int, Callable[[UdpDatagram], None]] = {}
         self.echo_listeners: list[Callable[[EchoReply], None]] = []
         self.link_listeners: list[Callable[[Interface, bool], None]] = []
@@ -198,7 +210,17 @@ class Node:
     def register_protocol(self, version: int, proto: int,
                           handler: Callable[[Interface, Packet, Packet], None]) -> None:
         """Deliver packets of IP protocol / next header ``proto`` to ``handler``."""
-        self.protocol_handlers[(version, proto)] = handler
+        key = (version, proto)
+        # one key object for all nodes: every mobile node registers the same five
+        self.protocol_handlers[_HANDLER_KEYS.setdefault(key, key)] = handler
+
+    def register_bytes_handler(self, nh: int,
+                               handler: Callable[[Interface, bytes, int], bool]) -> None:
+        """Offer IPv6 packets of upper-layer protocol ``nh`` to ``handler`` as bytes first
+        (with the offset of the upper-layer header), before scapy dissects them: the
+        handler returns True when it dealt with the packet, False to have it go the
+        scapy way to the protocol handler (:meth:`register_protocol`), untouched."""
+        self.byte_handlers[nh] = handler
 
     # -- frames in -------------------------------------------------------------------------
 
@@ -263,6 +285,8 @@ class Node:
                     return
             if version == 6:
                 if l3[6] == IPPROTO_UDP and self._deliver_udp6(iface, l3):
+                    return
+                if self._deliver_bytes6(iface, l3):
                     return
                 self.deliver_ipv6(iface, _dissect(IPv6, l3, "IPv6 packet"))
             else:
@@ -367,6 +391,29 @@ class Node:
                             int.from_bytes(l3[42:44], "big"), l3[48:], iface.name))
         return True
 
+    def _deliver_bytes6(self, iface: Interface, l3: bytes) -> bool:
+        """What :meth:`deliver_ipv6` does up to a protocol handler, on the bytes, for
+        Neighbor Discovery and a handler registered with :meth:`register_bytes_handler`:
+        destination options headers are passed over, a routing header must be of type 2
+        with one address, our own (RFC 6275 §6.4, §11.3.3). False, having done nothing,
+        for anything else (a hop-by-hop header, another routing header, a length that
+        does not add up): the scapy path answers, as it always has."""
+        nh, off, end = l3[6], 40, len(l3)
+        while nh == 60 or nh == 43:
+            if off + 8 > end:
+                return False
+            hlen = 8 * (l3[off + 1] + 1)
+            if off + hlen > end:
+                return False
+            if nh == 43 and (l3[off + 2] != 2 or hlen != 24 or
+                             not self.owns(ipaddress.IPv6Address(l3[off + 8:off + 24]))):
+                return False
+            nh, off = l3[off], off + hlen
+        if nh == IPPROTO_ICMPV6:      # Neighbor Discovery is read off the bytes too
+            return self._neighbor_discovery_bytes(iface, l3, off)
+        handler = self.byte_handlers.get(nh)
+        return handler is not None and handler(iface, l3, off)
+
     def receive_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
         # scapy's ICMPv6EchoReply subclasses ICMPv6EchoRequest: test the reply first.
         if isinstance(icmp, ICMPv6EchoReply):
@@ -384,12 +431,14 @@ class Node:
                          / ICMPv6EchoReply(id=icmp.id, seq=icmp.seq, data=icmp.data),
                          iface=iface if src.is_link_local else None)
         elif isinstance(icmp, ICMPv6ND_NS):
-            self._receive_ns(iface, ip6, icmp)
+            self._receive_ns(iface, ipaddress.IPv6Address(ip6.src), ip6.hlim,
+                             ipaddress.IPv6Address(icmp.tgt),
+                             icmp[ICMPv6NDOptSrcLLAddr].lladdr
+                             if ICMPv6NDOptSrcLLAddr in icmp else None)
         elif isinstance(icmp, ICMPv6ND_NA):
-            _require_hop_limit_255(ip6, "NA")
-            if ICMPv6NDOptDstLLAddr in icmp:
-                self.neighbors.learn(iface, ipaddress.IPv6Address(icmp.tgt),
-                                     icmp[ICMPv6NDOptDstLLAddr].lladdr)
+            self._receive_na(iface, ip6.hlim, icmp.tgt,
+                             icmp[ICMPv6NDOptDstLLAddr].lladdr
+                             if ICMPv6NDOptDstLLAddr in icmp else None)
         else:
             self.receive_other_icmpv6(iface, ip6, icmp)
 
@@ -398,23 +447,57 @@ class Node:
         self.trace.emit(self.name, "icmpv6", "state",
                         f"received {type(icmp).__name__} from {ip6.src}")
 
-    def _receive_ns(self, iface: Interface, ip6: IPv6, ns: ICMPv6ND_NS) -> None:
-        _require_hop_limit_255(ip6, "NS")
-        target = ipaddress.IPv6Address(ns.tgt)
+    def _neighbor_discovery_bytes(self, iface: Interface, l3: bytes, offset: int) -> bool:
+        """An NS, NA (or, for a host, RA) right after the IPv6 header, read off the bytes
+        (:func:`~mip6lab.wire.nd_codec.read_nd`) and checked as :meth:`deliver_ipv6`
+        checks it (RFC 8200 §8.1 checksum). False, having done nothing, for any other
+        ICMPv6 message and anything unusual: scapy's path answers."""
+        if offset != 40:
+            return False
+        message = read_nd(l3)
+        if message is None or (message.type == 134 and not self.reads_ra_bytes):
+            return False
+        if checksum(l3[8:40] + (len(l3) - 40).to_bytes(4, "big") + b"\x00\x00\x00\x3a"
+                    + l3[40:]) != 0:
+            raise MalformedPacket("bad ICMPv6 checksum")
+        if message.type == 135:
+            self._receive_ns(iface, ipaddress.IPv6Address(message.source),
+                             message.hop_limit, ipaddress.IPv6Address(message.target),
+                             message.source_lladdr)
+        elif message.type == 136:
+            self._receive_na(iface, message.hop_limit, message.target, message.target_lladdr)
+        else:
+            self.receive_ra_message(iface, message)
+        return True
+
+    #: whether :meth:`receive_ra_message` takes RAs read off the bytes (a host's does)
+    reads_ra_bytes = False
+
+    def receive_ra_message(self, iface: Interface, message) -> None:
+        """An RA read off the bytes (only when :attr:`reads_ra_bytes`)."""
+        raise NotImplementedError
+
+    def _receive_na(self, iface: Interface, hop_limit: int, target, lladdr: str | None) -> None:
+        if hop_limit != 255:  # RFC 4861 §7.1: proves the sender is on the link
+            raise RemoteProtocolError(f"NA with hop limit {hop_limit}, not 255")
+        if lladdr is not None:
+            self.neighbors.learn(iface, ipaddress.IPv6Address(target), lladdr)
+
+    def _receive_ns(self, iface: Interface, src: ipaddress.IPv6Address, hop_limit: int,
+                    target: ipaddress.IPv6Address, lladdr: str | None) -> None:
+        if hop_limit != 255:  # RFC 4861 §7.1: proves the sender is on the link
+            raise RemoteProtocolError(f"NS with hop limit {hop_limit}, not 255")
         if not (iface.has_address(target) or self.answers_nd_for(iface, target)):
             return  # RFC 4861 §7.2.3: not our target, silently ignored
-        src = ipaddress.IPv6Address(ip6.src)
-        if ICMPv6NDOptSrcLLAddr in ns and not src.is_unspecified:
-            self.neighbors.learn(iface, src, ns[ICMPv6NDOptSrcLLAddr].lladdr)
-        dst = "ff02::1" if src.is_unspecified else str(src)
+        if lladdr is not None and not src.is_unspecified:
+            self.neighbors.learn(iface, src, lladdr)
+        dst = _ALL_NODES if src.is_unspecified else src
         own = iface.has_address(target)
         # a proxy (RFC 4861 §7.2.8, RFC 6275 §10.4.1) answers from its own address, with
         # R clear: the target is a host's address, not the router's
-        na = (IPv6(src=str(target if own else iface.link_local), dst=dst, hlim=255)
-              / ICMPv6ND_NA(tgt=str(target), R=int(self.forwarding and own),
-                            S=int(not src.is_unspecified), O=int(own))
-              / ICMPv6NDOptDstLLAddr(lladdr=iface.mac))
-        self.send_ip(na, iface=iface)
+        self.send_on(iface, neighbor_advertisement(
+            target if own else iface.link_local, dst, target, iface.mac,
+            r=self.forwarding and own, s=not src.is_unspecified, o=own))
 
     def receive_icmp(self, iface: Interface, ip4: IP) -> None:
         icmp = ip4[ICMP]
@@ -523,6 +606,12 @@ class Node:
         self.output(bytes(packet), iface.name, nexthop, ethertype)
         return True
 
+    def send_on(self, iface: Interface, l3: bytes) -> None:
+        """What :meth:`send_ip` does with a packet given an interface, for an IPv6
+        packet built on bytes with its source set (Neighbor Discovery's): out of
+        ``iface`` to its destination, no routing, no IPsec."""
+        self.output(l3, iface.name, ipaddress.IPv6Address(l3[24:40]), ETH_P_IPV6)
+
     def output(self, l3: bytes, ifname: str, nexthop: IPAddress, ethertype: int) -> None:
         iface = self.interfaces[ifname]
         for hook in self.postrouting:
@@ -539,12 +628,9 @@ class Node:
         if iface.link is None:
             self.drop("link", f"{iface.name} is not attached", l3, ethertype=ethertype)
             return
-        key = (dst_mac, ethertype)
-        header = iface.ethernet_headers.get(key)
-        if header is None:  # built by scapy once per destination, then reused
-            header = iface.ethernet_headers[key] = bytes(
-                Ether(src=iface.mac, dst=dst_mac, type=ethertype))
-        iface.link.transmit(iface, header + l3, dst_mac)
+        # Ether(dst, src, type), written on bytes: cheaper than keeping it per destination
+        iface.link.transmit(iface, ethernet_header(dst_mac, iface.mac_bytes, ethertype) + l3,
+                            dst_mac)
 
     # -- applications' API -----------------------------------------------------------------
 
@@ -746,11 +832,6 @@ def pseudo_header_addresses(ip6: IPv6) -> tuple[ipaddress.IPv6Address, ipaddress
 
 def _udp4_checksum(ip4: IP) -> int:
     return in4_chksum(IPPROTO_UDP, ip4, bytes(ip4[UDP]))
-
-
-def _require_hop_limit_255(ip6: IPv6, what: str) -> None:
-    if ip6.hlim != 255:  # RFC 4861 §7.1: proves the sender is on the link
-        raise RemoteProtocolError(f"{what} with hop limit {ip6.hlim}, not 255")
 
 
 def _with_src(packet: Packet, src: str) -> Packet:

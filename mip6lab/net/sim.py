@@ -30,16 +30,18 @@ def seconds_to_us(seconds: float) -> int:
 class ScheduledCall:
     """One pending event: call ``callback(*args)`` at ``time_us``."""
 
-    __slots__ = ("time_us", "seq", "callback", "args", "label", "cancelled")
+    __slots__ = ("time_us", "seq", "callback", "args", "label", "cancelled", "_sim")
 
     def __init__(self, time_us: int, seq: int, callback: Callable[..., Any],
-                 args: tuple = (), label: str = "", cancelled: bool = False) -> None:
+                 args: tuple = (), label: str = "", cancelled: bool = False,
+                 sim: Simulator | None = None) -> None:
         self.time_us = time_us
         self.seq = seq
         self.callback = callback
         self.args = args
         self.label = label
         self.cancelled = cancelled
+        self._sim = sim
 
     def __repr__(self) -> str:
         state = " cancelled" if self.cancelled else ""
@@ -49,8 +51,21 @@ class ScheduledCall:
         return (self.time_us, self.seq) < (other.time_us, other.seq)
 
     def cancel(self) -> None:
-        """Cancel the call; a cancelled call is skipped when its time comes."""
+        """Cancel the call; a cancelled call is skipped when its time comes.
+
+        What it would have called is let go at once -- a timer cancelled early would
+        otherwise keep its target (an old SA, a queued packet) alive until its time --
+        and the simulator is told, so that it can sweep its heap of cancelled calls."""
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.callback, self.args = _cancelled, ()
+        if self._sim is not None:
+            self._sim._cancelled += 1
+
+
+def _cancelled(*args: Any) -> None:
+    """What a cancelled call holds instead of its callback (never run: step skips it)."""
 
 
 class Simulator:
@@ -62,6 +77,7 @@ class Simulator:
         self.now_us = 0
         self._heap: list[tuple[int, int, ScheduledCall]] = []
         self._seq = 0
+        self._cancelled = 0     # cancelled calls still in the heap
         self.executed = 0
 
     @property
@@ -75,9 +91,20 @@ class Simulator:
         if time_us < self.now_us:
             raise ValueError(f"cannot schedule in the past ({time_us} < {self.now_us})")
         self._seq += 1
-        call = ScheduledCall(time_us, self._seq, callback, args, label)
+        call = ScheduledCall(time_us, self._seq, callback, args, label, sim=self)
+        if self._cancelled > 512 and 2 * self._cancelled > len(self._heap):
+            self._sweep()
         heapq.heappush(self._heap, (time_us, self._seq, call))
         return call
+
+    def _sweep(self) -> None:
+        """Take the cancelled calls out of the heap (when they are half of it): at scale
+        most timers are cancelled long before their time (a retransmission answered, an
+        expiry re-armed) and would sit there until then. The live calls keep their
+        (time, sequence) order, so nothing runs otherwise than it would have."""
+        self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+        heapq.heapify(self._heap)
+        self._cancelled = 0
 
     def call_later(self, delay_s: float, callback: Callable[..., Any], *args: Any,
                    label: str = "") -> ScheduledCall:
@@ -89,6 +116,7 @@ class Simulator:
         heap = self._heap
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
+            self._cancelled -= 1
 
     def peek_time_us(self) -> int | None:
         """Time of the next live event, or None when nothing is pending."""
@@ -113,6 +141,7 @@ class Simulator:
         if not self._heap:
             return None
         call = heapq.heappop(self._heap)[2]
+        call._sim = None            # out of the heap: a late cancel() counts nothing
         self.now_us = call.time_us
         self.executed += 1
         call.callback(*call.args)

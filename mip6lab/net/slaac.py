@@ -26,10 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scapy.layers.inet6 import (
-    ICMPv6ND_NA,
     ICMPv6ND_RA,
     ICMPv6ND_RS,
-    ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptPrefixInfo,
     ICMPv6NDOptSrcLLAddr,
     IPv6,
@@ -37,7 +35,8 @@ from scapy.layers.inet6 import (
 from scapy.packet import Packet
 
 from ..errors import RemoteProtocolError
-from .frames import address_in_prefix, options_of
+from ..wire.nd_codec import neighbor_advertisement, router_solicitation
+from .frames import ALL_ROUTERS, address_in_prefix, options_of
 from .interface import Address6, Interface
 from .neighbor import RETRANS_TIMER
 from .node import Node
@@ -52,7 +51,7 @@ INFINITY_LIFETIME = 0xFFFFFFFF
 Prefixes = frozenset[ipaddress.IPv6Network]
 
 
-@dataclass
+@dataclass(slots=True)
 class Attachment:
     """What one interface has learned on its current link."""
 
@@ -130,9 +129,8 @@ class Slaac:
                                interface=iface.name)
             return
         attachment.solicitations += 1
-        rs = (IPv6(src=str(iface.link_local), dst="ff02::2", hlim=255)
-              / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=iface.mac))
-        self.node.send_ip(rs, iface=iface)
+        self.node.send_on(iface, router_solicitation(iface.link_local, ALL_ROUTERS,
+                                                     iface.mac))
         attachment.solicit_timer = self.node.sim.call_later(
             self.solicitation_interval, self._solicit, iface, attachment,
             label=f"{self.node.name} RS")
@@ -140,21 +138,33 @@ class Slaac:
     # -- router advertisements -------------------------------------------------------------
 
     def receive_ra(self, iface: Interface, ip6: IPv6, ra: ICMPv6ND_RA) -> None:
-        """Process an RA (RFC 4861 §6.1.2 validity, §6.3.4 and RFC 4862 §5.5.3)."""
-        src = ipaddress.IPv6Address(ip6.src)
-        if ip6.hlim != 255:
-            raise RemoteProtocolError(f"RA with hop limit {ip6.hlim}, not 255")
+        """Process an RA dissected by scapy (see :meth:`receive_ra_fields`)."""
+        self.receive_ra_fields(iface, ipaddress.IPv6Address(ip6.src), ip6.hlim,
+                               ra.routerlifetime,
+                               ra[ICMPv6NDOptSrcLLAddr].lladdr
+                               if ICMPv6NDOptSrcLLAddr in ra else None,
+                               options_of(ra, ICMPv6NDOptPrefixInfo))
+
+    def receive_ra_fields(self, iface: Interface, src: ipaddress.IPv6Address,
+                          hop_limit: int, router_lifetime: int, lladdr: str | None,
+                          prefixes: list) -> None:
+        """Process an RA (RFC 4861 §6.1.2 validity, §6.3.4 and RFC 4862 §5.5.3): its
+        source, hop limit, router lifetime, first Source Link-Layer Address option and
+        Prefix Information options (scapy's or :class:`~mip6lab.wire.nd_codec.
+        PrefixInformation`, the same field names)."""
+        if hop_limit != 255:
+            raise RemoteProtocolError(f"RA with hop limit {hop_limit}, not 255")
         if not src.is_link_local:
             raise RemoteProtocolError(f"RA from {src}, not a link-local address")
         attachment = self.attachments.get(iface.name)
         if attachment is None:
             return
-        if ICMPv6NDOptSrcLLAddr in ra:
-            self.node.neighbors.learn(iface, src, ra[ICMPv6NDOptSrcLLAddr].lladdr)
-        self._default_router(iface, attachment, src, ra.routerlifetime)
+        if lladdr is not None:
+            self.node.neighbors.learn(iface, src, lladdr)
+        self._default_router(iface, attachment, src, router_lifetime)
         first = not attachment.seen_ra
         attachment.seen_ra = True
-        for info in options_of(ra, ICMPv6NDOptPrefixInfo):
+        for info in prefixes:
             self._prefix(iface, attachment, info)
         if first:
             self._detect_movement(iface, attachment, src)
@@ -224,10 +234,8 @@ class Slaac:
         if left <= 0 or self.attachments.get(iface.name) is None \
                 or iface.find6(address) is None:
             return
-        na = (IPv6(src=str(address), dst="ff02::2", hlim=255)
-              / ICMPv6ND_NA(tgt=str(address), R=0, S=0, O=0)
-              / ICMPv6NDOptDstLLAddr(lladdr=iface.mac))
-        self.node.send_ip(na, iface=iface)
+        self.node.send_on(iface, neighbor_advertisement(address, ALL_ROUTERS, address,
+                                                        iface.mac))
         if left > 1:
             self.node.sim.call_later(RETRANS_TIMER, self._announce_address, iface, address,
                                      left - 1, label=f"{self.node.name} NA {address}")
@@ -282,10 +290,16 @@ class Host(Node):
     """An end host: a node that configures itself from Router Advertisements."""
 
     kind = "host"
+    reads_ra_bytes = True
 
     def __init__(self, lab, name: str, **slaac_options) -> None:
         super().__init__(lab, name)
         self.slaac = Slaac(self, **slaac_options)
+
+    def receive_ra_message(self, iface: Interface, message) -> None:
+        self.slaac.receive_ra_fields(iface, ipaddress.IPv6Address(message.source),
+                                     message.hop_limit, message.router_lifetime,
+                                     message.source_lladdr, message.prefixes)
 
     def receive_other_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
         if isinstance(icmp, ICMPv6ND_RA):

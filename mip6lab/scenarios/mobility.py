@@ -390,13 +390,17 @@ class MobilityScenario(Scenario):
         mh_frames = [e for e in sent if _is_mobility(e, bu_spis)]
         seam = [e for e in events if e.kind == "seam" and e.node in ("mn", "ha")]
         lost, interruption = self._data_effect(handover)
+        # counted from the trace: unknown (None), not 0, when its level did not keep them
+        frames_kept, seams_kept = self.lab.trace.keeps("tx"), self.lab.trace.keeps("seam")
         return {
             "to": handover.to, "coa": handover.coa, "ba_status": handover.ba_status,
             "k_bit": int(handover.k_bit),
             "ike_exchanges": handover.ike_exchanges if handover.completed_us is not None
             else self.mobile.coupling.ike_exchanges_started - handover.ike_before,
-            "ike_messages": len(ike_frames), "seam_crossings": len(seam),
-            "signalling_bytes": sum(len(e.packet) for e in ike_frames + mh_frames),
+            "ike_messages": len(ike_frames) if frames_kept else None,
+            "seam_crossings": len(seam) if seams_kept else None,
+            "signalling_bytes": sum(len(e.packet) for e in ike_frames + mh_frames)
+            if frames_kept else None,
             "bu_sent": handover.bu_sent,
             "duration_ms": None if handover.completed_us is None
             else round((handover.completed_us - handover.started_us) / 1000, 3),

@@ -1233,11 +1233,16 @@ def _check_transforms(body: bytes, pos: int, end: int, count: int) -> _Problem:
     return None
 
 
+#: fixed value sizes, by the type octet (plain ints: looked up per payload)
+_ID_SIZES = {int(IdType.ID_IPV4_ADDR): 4, int(IdType.ID_IPV6_ADDR): 16}
+_DELETE_SPI_SIZES = {int(Protocol.IKE): 0, int(Protocol.AH): 4, int(Protocol.ESP): 4}
+_TS_SIZES = {int(TsType.TS_IPV4_ADDR_RANGE): 16, int(TsType.TS_IPV6_ADDR_RANGE): 40}
+
+
 def _check_id(body: bytes) -> _Problem:
     if len(body) < 8:
         return 2, f"Payload Length {len(body)}, at least 8 needed"
-    sizes = {IdType.ID_IPV4_ADDR: 4, IdType.ID_IPV6_ADDR: 16}
-    wanted = sizes.get(body[4])
+    wanted = _ID_SIZES.get(body[4])
     if wanted is not None and len(body) - 8 != wanted:
         return 8, f"{IdType(body[4]).name} with {len(body) - 8} octets of data, not {wanted}"
     return None
@@ -1256,7 +1261,7 @@ def _check_notify(body: bytes) -> _Problem:
     if 8 + spi_size > len(body):
         return 5, f"SPI Size {spi_size} runs past the payload"
     data = body[8 + spi_size:]
-    name = _NOTIFY_NAMES.get(notify_type, str(notify_type))
+    name = _NOTIFY_NAMES.get(notify_type) or str(notify_type)   # (only read on a problem)
     sized = _NOTIFY_DATA_SIZES.get(notify_type)
     layout = _NOTIFY_LAYOUTS.get(notify_type)
     if sized is not None and not sized(len(data)):
@@ -1279,7 +1284,7 @@ def _check_delete(body: bytes) -> _Problem:
     if len(body) < 8:
         return 2, f"Payload Length {len(body)}, at least 8 needed"
     protocol, spi_size, count = body[4], body[5], _u16(body, 6)
-    wanted = {Protocol.IKE: 0, Protocol.AH: 4, Protocol.ESP: 4}.get(protocol)
+    wanted = _DELETE_SPI_SIZES.get(protocol)
     if wanted is None:
         return 4, f"Protocol ID {protocol}, must be 1, 2 or 3"
     if spi_size != wanted:
@@ -1297,12 +1302,11 @@ def _check_ts(body: bytes) -> _Problem:
     count, pos, seen = body[4], 8, 0
     if count == 0:
         return 4, "Number of TSs 0"
-    sizes = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
     while pos < len(body):
         if len(body) - pos < 4:
             return pos, "truncated traffic selector"
         ts_type, length = body[pos], _u16(body, pos + 2)
-        wanted = sizes.get(ts_type)
+        wanted = _TS_SIZES.get(ts_type)
         if (wanted is not None and length != wanted) or length < 4:
             return pos + 2, f"Selector Length {length} for TS type {ts_type}"
         if pos + length > len(body):
@@ -1325,13 +1329,14 @@ def _check_cp(body: bytes) -> _Problem:
         if pos + 4 + length > len(body):
             return pos + 2, f"attribute Length {length} runs past the payload"
         layout = _CP_LAYOUTS.get(attr_type)
-        name = _CP_ATTRIBUTE_NAMES.get(attr_type, str(attr_type))
         if length and layout is not None and not layout.fits(length):
+            name = _CP_ATTRIBUTE_NAMES.get(attr_type, str(attr_type))
             return pos + 2, f"{name} with a value of {length} octets"
         value_check = _CP_VALUE_CHECKS.get(attr_type)
         if length and value_check is not None:
             problem = value_check(body[pos + 4:pos + 4 + length])
             if problem:
+                name = _CP_ATTRIBUTE_NAMES.get(attr_type, str(attr_type))
                 return pos + 4, f"{name}: {problem}"
         pos += 4 + length
     return None

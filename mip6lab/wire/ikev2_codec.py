@@ -43,9 +43,10 @@ import ipaddress
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar, Union
 
-from ..crypto.ike.proposals import Proposal, Transform
+from ..crypto.ike.proposals import Proposal, Transform, memoized
 from ..crypto.ike.transforms import Protocol, TransformType
 from ..errors import LocalProtocolError
 from . import ikev2 as _w
@@ -56,10 +57,11 @@ __all__ = [
     "Message", "Payload", "SA", "SaProposal", "SaTransform", "KE", "IDi", "IDr", "CERT",
     "CERTREQ", "AUTH", "Nonce", "Notify", "Delete", "VendorID", "TSi", "TSr",
     "AddressSelector", "RawSelector", "Encrypted", "CP", "CpAttribute", "EAP",
-    "UnknownPayload", "decode_message", "decode_header", "decode_payloads",
+    "UnknownPayload", "Encoded", "sa_segments", "decode_message", "decode_header",
+    "decode_payloads",
     "encode_message", "encode_payloads", "encode_header", "PayloadType", "sa_payload",
     "cp_attribute", "notify",
-    "find_notifies", "first", "unknown_critical", "MalformedIKEMessage",
+    "find_notifies", "first", "firsts", "unknown_critical", "MalformedIKEMessage",
 ]
 
 _HEADER = struct.Struct("!8s8sBBBBII")          # §3.1: SPIs, next, version, exchange,
@@ -68,6 +70,15 @@ _GENERIC = struct.Struct("!BBH")                 # §3.2: next payload, flags, l
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _KEY_LENGTH_ATTRIBUTE = 0x800E                   # §3.3.5: AF=1, type 14 (Key Length)
+_HH = struct.Struct("!HH")
+_BBH = struct.Struct("!BBH")
+_PROPOSAL = struct.Struct("!BBHBBBB")            # §3.3.1: last, reserved, length, number,
+                                                 # protocol, SPI size, transforms
+_PROPOSAL_READ = struct.Struct("!xxHBBBB")
+_TRANSFORM = struct.Struct("!BBHBBH")            # §3.3.2: last, reserved, length, type,
+                                                 # reserved, transform ID
+_TRANSFORM_READ = struct.Struct("!xxHBxH")
+_SELECTOR = struct.Struct("!BBHHH")              # §3.13.1: type, protocol, length, ports
 
 
 @dataclass(slots=True)
@@ -124,15 +135,15 @@ class SA(Payload):
             last_transform = len(proposal.transforms) - 1
             for t_index, t in enumerate(proposal.transforms):
                 attributes = t.attributes if t.key_length is None else \
-                    struct.pack("!HH", _KEY_LENGTH_ATTRIBUTE, t.key_length) + t.attributes
-                transforms.append(struct.pack("!BBHBBH", 0 if t_index == last_transform else 3,
-                                              0, 8 + len(attributes), t.type, 0, t.id)
+                    _HH.pack(_KEY_LENGTH_ATTRIBUTE, t.key_length) + t.attributes
+                transforms.append(_TRANSFORM.pack(0 if t_index == last_transform else 3,
+                                                  0, 8 + len(attributes), t.type, 0, t.id)
                                   + attributes)
             inner = b"".join(transforms)
             spi = proposal.spi
-            parts.append(struct.pack("!BBHBBBB", 0 if p_index == last_proposal else 2, 0,
-                                     8 + len(spi) + len(inner), proposal.number,
-                                     proposal.protocol, len(spi), len(transforms))
+            parts.append(_PROPOSAL.pack(0 if p_index == last_proposal else 2, 0,
+                                        8 + len(spi) + len(inner), proposal.number,
+                                        proposal.protocol, len(spi), len(transforms))
                          + spi + inner)
         return b"".join(parts)
 
@@ -144,45 +155,71 @@ class SA(Payload):
         for p in self.proposals:
             if p.protocol not in _PROTOCOLS:
                 continue
-            result.append(Proposal.from_transforms(
-                p.protocol, [Transform(t.type, t.id, t.key_length) for t in p.transforms],
-                p.number, p.spi))
+            shape = tuple([(t.type, t.id, t.key_length) for t in p.transforms])
+            if len(shape) <= _SHAPE_TRANSFORMS:
+                template = _proposal_of(p.protocol, shape)
+            else:
+                template = _proposal_of.__wrapped__(p.protocol, shape)
+            result.append(template if p.number == 1 and not p.spi   # as it is
+                          else template.with_(number=p.number, spi=p.spi))
         return result
 
 
 _PROTOCOLS = frozenset(int(p) for p in Protocol)
+_SHAPE_TRANSFORMS = 32         # longer proposals are read without the cache
 
 
-def sa_payload(proposals: Sequence[Proposal]) -> SA:
+@lru_cache(maxsize=256)
+def _proposal_of(protocol: int, shape: tuple[tuple[int, int, int | None], ...]) -> Proposal:
+    """The :class:`Proposal` of a protocol and (type, ID, key length) transforms, number 1
+    and no SPI: a peer sends the same few proposals again and again, so the value (and
+    what it caches: its hash, its transforms by type) is made once per shape."""
+    proposal = Proposal.from_transforms(protocol, [Transform(*t) for t in shape])
+    hash(proposal)         # cached on it, so on every copy with_() makes
+    return proposal
+
+
+def sa_payload(proposals: Sequence[Proposal], spi: bytes | None = None) -> SA:
     """An SA payload from :class:`~mip6lab.crypto.ike.proposals.Proposal` values, each with
-    its own number and SPI. AES or Camellia without a Key Length is refused: §3.3.5 makes
-    it mandatory (strongSwan answers NO_PROPOSAL_CHOSEN without it)."""
+    its own number and SPI (or every one with ``spi``, §3.3.1: the SPI of the SA that
+    the proposals would make). AES or Camellia without a Key Length is refused: §3.3.5
+    makes it mandatory (strongSwan answers NO_PROPOSAL_CHOSEN without it)."""
     if not proposals:
         raise LocalProtocolError("an SA payload needs at least one proposal")
     result = []
     for proposal in proposals:
-        if not proposal.transforms:
-            raise LocalProtocolError(f"proposal {proposal.number} has no transform")
-        transforms = []
-        for t in proposal.transforms:
-            if (t.type == TransformType.ENCR and t.id in _w._KEY_LENGTH_REQUIRED
-                    and t.key_length is None):
-                raise LocalProtocolError(f"{_w.EncrId(t.id).name} needs a Key Length "
-                                         "attribute (RFC 7296 §3.3.5)")
-            transforms.append(SaTransform(int(t.type), int(t.id), t.key_length))
-        result.append(SaProposal(proposal.number, int(proposal.protocol), bytes(proposal.spi),
-                                 tuple(transforms)))
+        protocol, shape = _wire_shape(proposal)
+        result.append(SaProposal(proposal.number, protocol,
+                                 bytes(proposal.spi if spi is None else spi),
+                                 tuple([SaTransform(*t) for t in shape])))
     return SA(tuple(result))
+
+
+@memoized
+def _wire_shape(proposal: Proposal) -> tuple[int, tuple[tuple[int, int, int | None], ...]]:
+    """(protocol, (type, ID, key length) of each transform) of a proposal's value, checked
+    once: our SA payloads offer the few configured proposals again and again. (A refusal
+    is an exception, which is not cached: it is raised every time.)"""
+    if not proposal.transforms:
+        raise LocalProtocolError(f"proposal {proposal.number} has no transform")
+    shape = []
+    for t in proposal.transforms:
+        if (t.type == TransformType.ENCR and t.id in _w._KEY_LENGTH_REQUIRED
+                and t.key_length is None):
+            raise LocalProtocolError(f"{_w.EncrId(t.id).name} needs a Key Length "
+                                     "attribute (RFC 7296 §3.3.5)")
+        shape.append((int(t.type), int(t.id), t.key_length))
+    return int(proposal.protocol), tuple(shape)
 
 
 def _read_sa(body: bytes) -> SA:
     proposals, pos, end = [], 0, len(body)
     while pos < end:
-        length, number, protocol, spi_size, count = struct.unpack_from("!xxHBBBB", body, pos)
+        length, number, protocol, spi_size, count = _PROPOSAL_READ.unpack_from(body, pos)
         spi = body[pos + 8:pos + 8 + spi_size]
         transforms, t_pos, t_end = [], pos + 8 + spi_size, pos + length
         while t_pos < t_end:
-            t_length, t_type, t_id = struct.unpack_from("!xxHBxH", body, t_pos)
+            t_length, t_type, t_id = _TRANSFORM_READ.unpack_from(body, t_pos)
             attributes = body[t_pos + 8:t_pos + t_length]
             key_length = None
             if len(attributes) >= 4 and attributes[:2] == b"\x80\x0e":
@@ -331,6 +368,28 @@ class UnknownPayload(Payload):
         return self.data
 
 
+@dataclass(slots=True)
+class Encoded(UnknownPayload):
+    """A payload to send given by its type and its body, already encoded: what an engine
+    sends again and again with the same octets (an SA offer of its configured proposals,
+    where only the SPI changes) is encoded once. Reading never makes one."""
+
+
+def sa_segments(proposals: Sequence[Proposal], spi_size: int) -> tuple[bytes, ...]:
+    """The body of :func:`sa_payload` ``(proposals, spi)`` for any SPI of ``spi_size``
+    octets, cut around the SPI fields: ``spi.join(segments)`` is that body (every proposal
+    carries the same SPI, §3.3.1). Raises what :func:`sa_payload` raises."""
+    body = sa_payload(proposals, bytes(spi_size)).body()
+    segments, pos, piece = [], 0, b""
+    while pos < len(body):
+        length = _U16.unpack_from(body, pos + 2)[0]     # Proposal Length (§3.3.1)
+        segments.append(piece + body[pos:pos + 8])      # ... up to the SPI
+        piece = body[pos + 8 + spi_size:pos + length]   # its transforms
+        pos += length
+    segments.append(piece)
+    return tuple(segments)
+
+
 # -- Notify (§3.10) -----------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -345,7 +404,7 @@ class Notify(Payload):
     spi: bytes = b""
 
     def body(self) -> bytes:
-        return struct.pack("!BBH", self.protocol, len(self.spi), self.type) + self.spi \
+        return _BBH.pack(self.protocol, len(self.spi), self.type) + self.spi \
             + self.data
 
     @property
@@ -466,9 +525,9 @@ class AddressSelector:
     end_address: bytes
 
     def encode(self) -> bytes:
-        return struct.pack("!BBHHH", self.ts_type, self.protocol,
-                           8 + 2 * len(self.start_address), self.start_port,
-                           self.end_port) + self.start_address + self.end_address
+        return _SELECTOR.pack(self.ts_type, self.protocol, 8 + 2 * len(self.start_address),
+                              self.start_port, self.end_port) \
+            + self.start_address + self.end_address
 
     @classmethod
     def of(cls, start: Any, end: Any, protocol: int = 0, start_port: int = 0,
@@ -505,7 +564,7 @@ class TSi(Payload):
 
     def body(self) -> bytes:
         return bytes((len(self.selectors), 0, 0, 0)) + b"".join(
-            s.encode() for s in self.selectors)
+            [s.encode() for s in self.selectors])
 
 
 @dataclass(slots=True)
@@ -517,16 +576,16 @@ class TSr(Payload):
 
     def body(self) -> bytes:
         return bytes((len(self.selectors), 0, 0, 0)) + b"".join(
-            s.encode() for s in self.selectors)
+            [s.encode() for s in self.selectors])
 
 
 def _read_selectors(body: bytes) -> tuple[Selector, ...]:
     result, pos, end = [], 4, len(body)
     while pos < end:
-        ts_type, protocol, length = struct.unpack_from("!BBH", body, pos)
+        ts_type, protocol, length = _BBH.unpack_from(body, pos)
         if ts_type in (7, 8):
             size = (length - 8) // 2
-            start_port, end_port = struct.unpack_from("!HH", body, pos + 4)
+            start_port, end_port = _HH.unpack_from(body, pos + 4)
             result.append(AddressSelector(ts_type, protocol, start_port, end_port,
                                           body[pos + 8:pos + 8 + size],
                                           body[pos + 8 + size:pos + length]))
@@ -548,7 +607,7 @@ class CpAttribute:
     reserved: int = 0
 
     def encode(self) -> bytes:
-        return struct.pack("!HH", (self.reserved << 15) | self.type, len(self.value)) \
+        return _HH.pack((self.reserved << 15) | self.type, len(self.value)) \
             + self.value
 
     @property
@@ -621,7 +680,8 @@ class CP(Payload):
     attributes: tuple[CpAttribute, ...] = ()
 
     def body(self) -> bytes:
-        return bytes((self.cfg_type, 0, 0, 0)) + b"".join(a.encode() for a in self.attributes)
+        return bytes((self.cfg_type, 0, 0, 0)) + b"".join(
+            [a.encode() for a in self.attributes])
 
     def values(self) -> dict[str | int, list[Any]]:
         """Attributes by name, each with the list of its decoded values in order
@@ -635,7 +695,7 @@ class CP(Payload):
 def _read_cp(body: bytes) -> CP:
     attributes, pos, end = [], 4, len(body)
     while pos < end:
-        raw_type, length = struct.unpack_from("!HH", body, pos)
+        raw_type, length = _HH.unpack_from(body, pos)
         attributes.append(CpAttribute(raw_type & 0x7FFF, body[pos + 4:pos + 4 + length],
                                       raw_type >> 15))
         pos += 4 + length
@@ -665,6 +725,9 @@ _READERS = {
 }
 
 
+_SK = int(PayloadType.SK)      # a plain int: an enum member is a slower lookup per payload
+
+
 def _read_chain(data: bytes, pos: int, payload_type: int) -> list[Payload]:
     """The payloads of an already validated chain starting at ``pos``."""
     payloads = []
@@ -672,7 +735,7 @@ def _read_chain(data: bytes, pos: int, payload_type: int) -> list[Payload]:
         while payload_type:
             next_type, flags, length = _GENERIC.unpack_from(data, pos)
             body = data[pos + 4:pos + length]
-            if payload_type == PayloadType.SK:
+            if payload_type == _SK:
                 payload = Encrypted(next_type, body)
                 next_type = 0
             else:
@@ -762,17 +825,16 @@ def encode_payloads(payloads: Sequence[Payload]) -> tuple[int, bytes]:
     Payload is the following payload's type (an SK payload's, the first inner type)."""
     if not payloads:
         return 0, b""
+    types = [payload.payload_type for payload in payloads]
+    types.append(0)                              # after the last payload: none
     parts = []
-    last = len(payloads) - 1
+    pack = _GENERIC.pack
     for index, payload in enumerate(payloads):
         body = payload.body()
-        if type(payload) is Encrypted:
-            following = payload.first_inner
-        else:
-            following = payloads[index + 1].payload_type if index < last else 0
-        parts.append(_GENERIC.pack(following, 0x80 if payload.critical else 0, 4 + len(body)))
+        following = payload.first_inner if type(payload) is Encrypted else types[index + 1]
+        parts.append(pack(following, 0x80 if payload.critical else 0, 4 + len(body)))
         parts.append(body)
-    return payloads[0].payload_type, b"".join(parts)
+    return types[0], b"".join(parts)
 
 
 def encode_message(message: Message) -> bytes:
@@ -793,6 +855,15 @@ def first(payloads: Iterable[Payload], cls: type) -> Any:
         if type(payload) is cls:
             return payload
     return None
+
+
+def firsts(payloads: Iterable[Payload]) -> dict[type, Payload]:
+    """The first payload of each class, by class: one pass for a reader that wants
+    several (``firsts(payloads).get(SA)`` is ``first(payloads, SA)``)."""
+    found: dict[type, Payload] = {}
+    for payload in payloads:
+        found.setdefault(type(payload), payload)
+    return found
 
 
 def find_notifies(payloads: Iterable[Payload], notify_type: int | None = None

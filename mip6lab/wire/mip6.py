@@ -29,6 +29,11 @@ lacks, and a few helpers:
 * :func:`validate_mobility_options` / :func:`validate_mobility_header`: strict checks of
   option lengths, alignment and truncation, raising
   :class:`~mip6lab.errors.MalformedPacket`.
+
+The mobile node and the home agent do not build or read their BUs and BAs with these
+scapy layers on their hot path: :mod:`mip6lab.wire.mh_codec` writes the same octets
+with ``struct`` (a hypothesis test holds the two to each other). What is shown to a
+person -- the trace at level ``full``, pcaps, the inspector -- is still scapy's reading.
 """
 
 from __future__ import annotations

@@ -65,6 +65,9 @@ def test_resolution_queue_keeps_the_newest():
         def send_ip(self, packet, iface):
             self.sent.append(packet)
 
+        def send_on(self, iface, l3):       # Neighbor Discovery's NS, built on bytes
+            self.sent.append(l3)
+
     class Iface:
         name, mac, link = "eth0", "02:00:00:00:00:01", object()
 

@@ -25,6 +25,7 @@ and the signature (ECDSA there in DER, as in X.509).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidSignature
@@ -68,7 +69,18 @@ def signed_octets(message: bytes, peer_nonce: bytes, prf: Prf, sk_p: bytes,
 def psk_auth(prf: Prf, shared_secret: bytes, octets: bytes) -> bytes:
     """AUTH data for a pre-shared key: prf(prf(Shared Secret, "Key Pad for IKEv2"), octets).
     ``shared_secret`` is used as given (no NUL added; hex decoding is the caller's)."""
-    return prf(prf(shared_secret, KEY_PAD), octets)
+    mac = _padded_key(prf, bytes(shared_secret)).copy()
+    mac.update(octets)
+    return mac.finalize()
+
+
+@lru_cache(maxsize=64)
+def _padded_key(prf: Prf, shared_secret: bytes):
+    """prf(Shared Secret, "Key Pad for IKEv2") (§2.15), as the PRF keyed with it (never
+    finalized: callers copy it): the same for every AUTH made or checked with one key and
+    PRF -- twice per IKE SA on each side -- so computed and keyed once. (The few keys of a
+    configuration; it holds nothing the configuration does not.)"""
+    return prf.keyed(prf(shared_secret, KEY_PAD))
 
 
 def verify_psk_auth(prf: Prf, shared_secret: bytes, octets: bytes, auth_data: bytes) -> None:

@@ -23,12 +23,11 @@ the ESP code that will use them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
 
 from ..esp_suites import SUITES, suite_spec
 from .errors import UnsupportedTransform
 from .prf import Integrity, Prf
-from .proposals import Proposal
+from .proposals import Proposal, memoized
 from .sk import SkCipher
 from .transforms import ENCRYPTION, INTEGRITY, EncrAlgorithm, Protocol, TransformType
 
@@ -47,7 +46,7 @@ class IkeKeyLengths:
         return self.sk_d + 2 * (self.sk_a + self.sk_e + self.sk_p)
 
 
-@lru_cache(maxsize=256)        # by the proposal's value: a few configured ones in a run
+@memoized        # by the proposal's value: a few configured ones in a run
 def ike_key_lengths(proposal: Proposal) -> IkeKeyLengths:
     """SK_* lengths for a negotiated IKE proposal (§2.13, §2.14; RFC 5282 §7.1)."""
     prf = Prf.for_proposal(proposal)
@@ -81,16 +80,25 @@ class IkeKeys:
     sk_pi: bytes
     sk_pr: bytes
 
-    @cached_property
+    @property
     def prf(self) -> Prf:
-        return Prf.for_proposal(self.proposal)
+        prf = self.__dict__.get("_prf")
+        if prf is None:
+            prf = self.__dict__["_prf"] = Prf.for_proposal(self.proposal)
+        return prf
 
-    @cached_property
+    @property
     def _ciphers(self) -> tuple[SkCipher, SkCipher]:
         # keyed once per IKE SA (an AES key schedule per message otherwise); stateless, so
-        # one object serves every message of its direction
-        return (SkCipher.for_proposal(self.proposal, self.sk_er, self.sk_ar),
+        # one object serves every message of its direction. Kept in the instance's dict
+        # by hand: functools.cached_property takes a lock each first time
+        state = self.__dict__
+        ciphers = state.get("_sk_ciphers")
+        if ciphers is None:
+            ciphers = state["_sk_ciphers"] = (
+                SkCipher.for_proposal(self.proposal, self.sk_er, self.sk_ar),
                 SkCipher.for_proposal(self.proposal, self.sk_ei, self.sk_ai))
+        return ciphers
 
     def cipher(self, from_initiator: bool) -> SkCipher:
         """The SK cipher for messages sent by the original initiator (True) or responder."""
@@ -119,16 +127,27 @@ def expand_ike_keys(proposal: Proposal, skeyseed: bytes, nonce_i: bytes, nonce_r
     """The seven SK_* from SKEYSEED: prf+(SKEYSEED, Ni | Nr | SPIi | SPIr), cut in order."""
     if len(spi_i) != 8 or len(spi_r) != 8:
         raise ValueError("IKE SPIs are 8 bytes each")
-    lengths = ike_key_lengths(proposal)
+    total, cuts = _ike_key_cuts(proposal)
     stream = Prf.for_proposal(proposal).plus(skeyseed, nonce_i + nonce_r + spi_i + spi_r,
-                                            lengths.total)
-    keys = []
-    offset = 0
-    for size in (lengths.sk_d, lengths.sk_a, lengths.sk_a, lengths.sk_e, lengths.sk_e,
-                 lengths.sk_p, lengths.sk_p):
-        keys.append(stream[offset:offset + size])
+                                            total)
+    return IkeKeys(proposal, skeyseed, *[stream[start:end] for start, end in cuts])
+
+
+@memoized
+def _ike_key_cuts(proposal: Proposal) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """(bytes of prf+, where SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr are cut)."""
+    lengths = ike_key_lengths(proposal)
+    return lengths.total, _cuts((lengths.sk_d, lengths.sk_a, lengths.sk_a, lengths.sk_e,
+                                 lengths.sk_e, lengths.sk_p, lengths.sk_p))
+
+
+def _cuts(sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """(start, end) of consecutive pieces of these sizes."""
+    cuts, offset = [], 0
+    for size in sizes:
+        cuts.append((offset, offset + size))
         offset += size
-    return IkeKeys(proposal, skeyseed, *keys)
+    return tuple(cuts)
 
 
 def derive_ike_keys(proposal: Proposal, nonce_i: bytes, nonce_r: bytes, shared_secret: bytes,
@@ -148,7 +167,7 @@ def derive_rekeyed_ike_keys(old: IkeKeys, proposal: Proposal, nonce_i: bytes, no
 
 
 # ============================================================================ child SAs
-@lru_cache(maxsize=256)
+@memoized
 def esp_suite_name(proposal: Proposal) -> str:
     """strongSwan's keyword of a negotiated ESP proposal's cipher suite (no KE, no ESN):
     ``aes256gcm16``, ``aes256-sha256`` -- the names :mod:`mip6lab.crypto.esp_suites` uses."""
@@ -157,7 +176,7 @@ def esp_suite_name(proposal: Proposal) -> str:
     return "-".join(parts)
 
 
-@lru_cache(maxsize=256)
+@memoized
 def child_key_lengths(proposal: Proposal) -> tuple[int, int]:
     """(encryption key bytes incl. salt, integrity key bytes) per direction for a
     negotiated ESP proposal: from :func:`esp_suites.suite_spec` when the ESP code has the
@@ -205,12 +224,14 @@ def derive_child_keys(prf: Prf, sk_d: bytes, proposal: Proposal, nonce_i: bytes,
     SA of IKE_AUTH, the CREATE_CHILD_SA exchange's otherwise; ``shared_secret`` is the
     g^ir of a CREATE_CHILD_SA with a KE payload (PFS).
     """
-    encr_len, integ_len = child_key_lengths(proposal)
+    total, cuts = _child_key_cuts(proposal)
     seed = (shared_secret or b"") + nonce_i + nonce_r
-    keymat = prf.plus(sk_d, seed, 2 * (encr_len + integ_len))
-    cut = [encr_len, integ_len, encr_len, integ_len]
-    parts, offset = [], 0
-    for size in cut:
-        parts.append(keymat[offset:offset + size])
-        offset += size
-    return ChildKeys(proposal, *parts)
+    keymat = prf.plus(sk_d, seed, total)
+    return ChildKeys(proposal, *[keymat[start:end] for start, end in cuts])
+
+
+@memoized
+def _child_key_cuts(proposal: Proposal) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """(bytes of KEYMAT, where the four keys are cut, in §2.17's order)."""
+    encr_len, integ_len = child_key_lengths(proposal)
+    return 2 * (encr_len + integ_len), _cuts((encr_len, integ_len, encr_len, integ_len))

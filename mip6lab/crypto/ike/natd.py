@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import struct
 
 NAT_DETECTION_SOURCE_IP = 16388
 NAT_DETECTION_DESTINATION_IP = 16389
+
+
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+_PORT = struct.Struct("!H")
 
 
 def nat_detection_data(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4Address
@@ -21,10 +26,9 @@ def nat_detection_data(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4
     """The hashed input: SPIi | SPIr | IP | Port."""
     if len(spi_i) != 8 or len(spi_r) != 8:
         raise ValueError("IKE SPIs are 8 bytes each")
-    packed = address.packed if isinstance(address, (ipaddress.IPv4Address,
-                                                     ipaddress.IPv6Address)) \
+    packed = address.packed if isinstance(address, _ADDRESS_TYPES) \
         else ipaddress.ip_address(address).packed
-    return bytes(spi_i) + bytes(spi_r) + packed + int(port).to_bytes(2, "big")
+    return b"".join((spi_i, spi_r, packed, _PORT.pack(int(port))))
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: str | ipaddress.IPv4Address

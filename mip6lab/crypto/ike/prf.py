@@ -1,8 +1,11 @@
 """The PRF, prf+ and the integrity transform of IKEv2 (RFC 7296 §2.13, §3.14; RFC 4868).
 
-All three are HMAC over SHA-2, computed by OpenSSL through the standard library's
-one-shot ``hmac.digest`` (the same primitive as `cryptography`'s ``hmac.HMAC``, without
-an object per call: an IKE handshake computes a few dozen of them):
+All three are HMAC over SHA-2, computed by OpenSSL: a single ``prf(K, S)`` through the
+standard library's one-shot ``hmac.digest`` (the same primitive as `cryptography`'s
+``hmac.HMAC``, without an object per call: an IKE handshake computes a few dozen of
+them); a key used for several blocks (prf+, and the "Key Pad" of a pre-shared key) is
+keyed once as `cryptography`'s ``hmac.HMAC`` and copied per block, which skips the key
+schedule each time (:meth:`Prf.keyed`):
 
 - ``prf(K, S)`` is HMAC(K, S), full length (PRF_HMAC_SHA2_256 gives 32 bytes). HMAC takes
   keys of any length, which is why SKEYSEED can be keyed with the whole Ni | Nr (§2.14:
@@ -16,12 +19,11 @@ an object per call: an IKE handshake computes a few dozen of them):
 from __future__ import annotations
 
 import hmac as _stdlib_hmac
-from functools import lru_cache
 
-from cryptography.hazmat.primitives import constant_time
+from cryptography.hazmat.primitives import constant_time, hmac as _hmac
 
 from .errors import IntegrityError, UnsupportedTransform
-from .proposals import Proposal, Transform
+from .proposals import Proposal, Transform, memoized
 from .transforms import INTEGRITY, PRFS, HashAlgorithm, TransformType
 
 
@@ -36,14 +38,13 @@ class Prf:
         self.id = transform_id
         self._hash = self.algorithm.hash
         self._digest = self._hash.name          # "sha256": hashlib's name of the hash
+        self._hash_instance = self._hash()
 
     @classmethod
-    @lru_cache(maxsize=256)      # by the proposal's value; a Prf holds no state
     def for_proposal(cls, proposal: Proposal) -> Prf:
-        prf = proposal.one(TransformType.PRF)
-        if prf is None:
-            raise UnsupportedTransform(f"{proposal.charon} has no PRF")
-        return cls(prf.id)
+        if cls is Prf:
+            return _prf_of(proposal)      # by the proposal's value; a Prf holds no state
+        return cls(_prf_id(proposal))
 
     @property
     def output_size(self) -> int:
@@ -61,12 +62,29 @@ class Prf:
     def __call__(self, key: bytes, data: bytes) -> bytes:
         return _stdlib_hmac.digest(key, data, self._digest)
 
+    def keyed(self, key: bytes) -> _hmac.HMAC:
+        """``prf(key, .)`` keyed once: ``.copy()``, ``update(S)``, ``finalize()`` give
+        prf(key, S) for any S, without keying HMAC again."""
+        return _hmac.HMAC(key, self._hash_instance)
+
     def plus(self, key: bytes, seed: bytes, length: int) -> bytes:
         """prf+ (K, S), the first ``length`` bytes (§2.13)."""
         return prf_plus(self, key, seed, length)
 
     def __repr__(self) -> str:
         return f"Prf({self.name})"
+
+
+def _prf_id(proposal: Proposal) -> int:
+    prf = proposal.one(TransformType.PRF)
+    if prf is None:
+        raise UnsupportedTransform(f"{proposal.charon} has no PRF")
+    return prf.id
+
+
+@memoized
+def _prf_of(proposal: Proposal) -> Prf:
+    return Prf(_prf_id(proposal))
 
 
 def prf_plus(prf: Prf, key: bytes, seed: bytes, length: int) -> bytes:
@@ -78,15 +96,18 @@ def prf_plus(prf: Prf, key: bytes, seed: bytes, length: int) -> bytes:
     if length < 0 or length > 255 * prf.output_size:
         raise ValueError(f"prf+ of {prf.name} yields 0..{255 * prf.output_size} bytes, "
                          f"not {length}")
-    out = bytearray()
+    blocks = []
     block = b""
-    counter = 1
-    digest = _stdlib_hmac.digest
-    while len(out) < length:
-        block = digest(key, block + seed + bytes((counter,)), prf._digest)
-        out += block
-        counter += 1
-    return bytes(out[:length])
+    keyed = prf.keyed(key)        # every block has the same key K
+    for counter in _COUNTERS[1:1 - (-length // prf.output_size)]:
+        mac = keyed.copy()
+        mac.update(block + seed + counter)
+        block = mac.finalize()
+        blocks.append(block)
+    return b"".join(blocks)[:length]
+
+
+_COUNTERS = [bytes((n,)) for n in range(256)]    # the octet n of prf+'s T_n
 
 
 class Integrity:

@@ -32,9 +32,10 @@ NO_PROPOSAL_CHOSEN.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache, update_wrapper
+from typing import TypeVar
 
 from .errors import NoProposalChosen, ProposalError
 from .transforms import (AUTH_NONE, ENCRYPTION, ESN_NAMES, INTEG_TO_PRF, INTEGRITY,
@@ -42,6 +43,7 @@ from .transforms import (AUTH_NONE, ENCRYPTION, ESN_NAMES, INTEG_TO_PRF, INTEGRI
                          KeAlgorithm, Protocol, TransformType, transform_name)
 
 _T = TransformType
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,30 @@ _RANK = {type_: rank for rank, type_ in enumerate(_TYPE_ORDER)}
 _TRANSFORM_TYPES = {int(t): t for t in TransformType}
 
 
-@lru_cache(maxsize=512)
+def memoized(function: Callable[[Proposal], _R]) -> Callable[[Proposal], _R]:
+    """``function`` of a proposal's value (its protocol and transforms, not its number or
+    SPI), kept on the proposal once computed: every copy :meth:`Proposal.with_` makes
+    shares that memo, so the few configured proposals and the ones chosen from them are
+    read once per run. (What ``lru_cache`` did, without hashing and comparing the proposal
+    on every call.) An exception is not kept: it is raised every time."""
+    def lookup(proposal: Proposal) -> _R:
+        memo = proposal._memo
+        try:
+            return memo[function]
+        except KeyError:
+            value = memo[function] = function(proposal)
+            return value
+    return update_wrapper(lookup, function)
+
+
+@lru_cache(maxsize=1024)
+def _interned(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
+    """The first tuple seen equal to ``transforms``: equal proposals then hold the same
+    tuple, and comparing them (as cache keys) is an identity test, not one per transform."""
+    return transforms
+
+
+@memoized
 def _keyword(proposal: Proposal) -> str:
     """Proposal.keyword, by value (number and SPI are not part of it): every IKE SA names
     its proposal, and an SA's proposal is always one of the few configured ones."""
@@ -159,8 +184,26 @@ class Proposal:
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocol", _PROTOCOLS.get(self.protocol) or
                            Protocol(self.protocol))   # the enum call: its ValueError
-        ordered = sorted(self.transforms, key=_type_rank)
-        object.__setattr__(self, "transforms", tuple(ordered))
+        ordered = _interned(tuple(sorted(self.transforms, key=_type_rank)))
+        object.__setattr__(self, "transforms", ordered)
+        # the transforms by type, read by every of_type(); made here, once per value
+        # (with_() copies it along)
+        grouped: dict[TransformType | int, list[Transform]] = {}
+        for t in ordered:
+            grouped.setdefault(t.type, []).append(t)
+        state = self.__dict__
+        state["_by_type"] = {type_: tuple(group) for type_, group in grouped.items()}
+        state["_memo"] = {}      # see memoized(); shared by the copies with_() makes
+
+    def __hash__(self) -> int:
+        # the value (protocol and transforms; not number or SPI, like equality), hashed
+        # once: proposals key the caches of selection, key lengths and names, and hashing
+        # a tuple of transforms is a few microseconds each time
+        state = self.__dict__
+        value = state.get("_hash")
+        if value is None:
+            value = state["_hash"] = hash((self.protocol, self.transforms))
+        return value
 
     @classmethod
     def from_transforms(cls, protocol: Protocol | int, transforms: Iterable[Transform],
@@ -171,13 +214,6 @@ class Proposal:
     # -- reading ------------------------------------------------------------------------
     def of_type(self, type_: TransformType) -> tuple[Transform, ...]:
         return self._by_type.get(type_, ())
-
-    @cached_property
-    def _by_type(self) -> dict[TransformType | int, tuple[Transform, ...]]:
-        grouped: dict[TransformType | int, list[Transform]] = {}
-        for t in self.transforms:
-            grouped.setdefault(t.type, []).append(t)
-        return {type_: tuple(group) for type_, group in grouped.items()}
 
     @property
     def encryption(self) -> tuple[Transform, ...]:
@@ -224,8 +260,11 @@ class Proposal:
     @property
     def ke_group(self) -> int | None:
         """The (first) key exchange method offered, e.g. for the KE payload to send."""
-        groups = [t.id for t in self.ke if not t.is_none]
-        return groups[0] if groups else None
+        state = self.__dict__        # a value of the transforms: kept once computed
+        if "_ke_group" not in state:
+            groups = [t.id for t in self.ke if not t.is_none]
+            state["_ke_group"] = groups[0] if groups else None
+        return state["_ke_group"]
 
     # -- writing ------------------------------------------------------------------------
     @property
@@ -259,8 +298,18 @@ class Proposal:
         return f"{self.protocol.name}:{'/'.join(names)}"
 
     def with_(self, *, number: int | None = None, spi: bytes | None = None) -> Proposal:
-        return replace(self, number=self.number if number is None else number,
-                       spi=self.spi if spi is None else spi)
+        """The same proposal with another number or SPI. A copy of this one's state (its
+        fields are already normalized, and what is kept on it -- the hash, the transforms
+        by type, the memo of :func:`memoized` (shared, not copied) -- does not depend on
+        number or SPI): what ``replace`` gives, without the checks again."""
+        new = object.__new__(type(self))
+        state = new.__dict__
+        state.update(self.__dict__)
+        if number is not None:
+            state["number"] = number
+        if spi is not None:
+            state["spi"] = spi
+        return new
 
     def __str__(self) -> str:
         return self.keyword
@@ -438,6 +487,11 @@ def _match(preferred: dict[TransformType | int, list[Transform]],
     return chosen
 
 
+#: selections are memoized by value up to this many transforms offered: an SA payload of
+#: the peer's is one of the few its configuration makes, and what it may send is bounded
+_MEMO_TRANSFORMS = 64
+
+
 def select_proposal(offered: Sequence[Proposal], acceptable: Sequence[Proposal], *,
                     prefer: str = "offered", ignore_ke: bool = False) -> Proposal:
     """The responder's choice (RFC 7296 §2.7): one proposal, one transform of each type.
@@ -455,16 +509,39 @@ def select_proposal(offered: Sequence[Proposal], acceptable: Sequence[Proposal],
     """
     if prefer not in ("offered", "configured"):
         raise ValueError("prefer is 'offered' or 'configured'")
-    pairs = ([(o, a) for o in offered for a in acceptable] if prefer == "offered"
-             else [(o, a) for a in acceptable for o in offered])
-    for theirs, ours in pairs:
+    offered, acceptable = tuple(offered), tuple(acceptable)
+    if sum([len(p.transforms) for p in offered]) <= _MEMO_TRANSFORMS:
+        found = _selection(offered, acceptable, prefer, ignore_ke)
+    else:
+        found = _selection.__wrapped__(offered, acceptable, prefer, ignore_ke)
+    if found is not None:
+        index, chosen = found
+        theirs = offered[index]
+        if theirs.number == chosen.number and theirs.spi == chosen.spi:
+            return chosen          # an immutable value: no copy needed
+        return chosen.with_(number=theirs.number, spi=theirs.spi)
+    raise NoProposalChosen(
+        "no acceptable proposal: offered " + ", ".join(p.charon for p in offered)
+        + "; configured " + ", ".join(p.charon for p in acceptable))
+
+
+@lru_cache(maxsize=256)
+def _selection(offered: tuple[Proposal, ...], acceptable: tuple[Proposal, ...], prefer: str,
+               ignore_ke: bool) -> tuple[int, Proposal] | None:
+    """(index of the chosen offered proposal, the choice), or None; a function of the
+    proposals' values only (number and SPI are the caller's to put back)."""
+    pairs = ([(i, a) for i in range(len(offered)) for a in acceptable]
+             if prefer == "offered"
+             else [(i, a) for a in acceptable for i in range(len(offered))])
+    for index, ours in pairs:
+        theirs = offered[index]
         if theirs.protocol != ours.protocol:
             continue
         t_types, o_types = _effective(theirs, ignore_ke), _effective(ours, ignore_ke)
         chosen = (_match(t_types, o_types) if prefer == "offered"
                   else _match(o_types, t_types))
         if chosen is not None:
-            return Proposal(theirs.protocol, tuple(chosen), theirs.number, theirs.spi)
-    raise NoProposalChosen(
-        "no acceptable proposal: offered " + ", ".join(p.charon for p in offered)
-        + "; configured " + ", ".join(p.charon for p in acceptable))
+            choice = Proposal(theirs.protocol, tuple(chosen))
+            hash(choice)       # cached on it, so on every copy with_() makes
+            return index, choice
+    return None

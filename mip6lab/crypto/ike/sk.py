@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import IntegrityError, MalformedEncryptedPayload, UnsupportedTransform
 from .prf import Integrity
-from .proposals import Proposal
+from .proposals import Proposal, memoized
 from .transforms import ENCR_AES_CBC, ENCR_AES_GCM_16, ENCRYPTION, TransformType
 
 IKE_HEADER_SIZE = 28
@@ -55,17 +55,10 @@ class SkCipher:
     @classmethod
     def for_proposal(cls, proposal: Proposal, sk_e: bytes, sk_a: bytes = b"") -> SkCipher:
         """The cipher of a negotiated IKE proposal, keyed with SK_e (and SK_a)."""
-        encr = proposal.one(TransformType.ENCR)
-        if encr is None or encr.algorithm is None:
-            raise UnsupportedTransform(f"{proposal.charon}: no supported encryption")
-        if encr.id == ENCR_AES_GCM_16:
-            return AesGcmSk(sk_e, encr.key_length or 0)
-        if encr.id == ENCR_AES_CBC:
-            integ = proposal.one(TransformType.INTEG)
-            if integ is None:
-                raise UnsupportedTransform(f"{proposal.charon}: AES-CBC needs integrity")
-            return AesCbcSk(sk_e, Integrity(integ.id), sk_a, encr.key_length or 0)
-        raise UnsupportedTransform(f"{proposal.charon}: encryption {encr.name}")
+        encr_id, key_bits, integ_id = _cipher_choice(proposal)
+        if encr_id == ENCR_AES_GCM_16:
+            return AesGcmSk(sk_e, key_bits)
+        return AesCbcSk(sk_e, Integrity(integ_id), sk_a, key_bits)
 
     # -- sizes ---------------------------------------------------------------------------
     def padded_size(self, payloads_length: int) -> int:
@@ -120,6 +113,27 @@ class SkCipher:
                              f"not {len(iv)}")
 
 
+@memoized       # by the proposal's value: a few configured ones in a run
+def _cipher_choice(proposal: Proposal) -> tuple[int, int, int | None]:
+    """(encryption transform ID, key bits, integrity transform ID) of a negotiated IKE
+    proposal's SK payload; :class:`UnsupportedTransform` if this stack has no such cipher
+    (an exception is not cached: raised every time)."""
+    encr = proposal.one(TransformType.ENCR)
+    if encr is None or encr.algorithm is None:
+        raise UnsupportedTransform(f"{proposal.charon}: no supported encryption")
+    if encr.id == ENCR_AES_GCM_16:
+        return encr.id, encr.key_length or 0, None
+    if encr.id == ENCR_AES_CBC:
+        integ = proposal.one(TransformType.INTEG)
+        if integ is None:
+            raise UnsupportedTransform(f"{proposal.charon}: AES-CBC needs integrity")
+        return encr.id, encr.key_length or 0, integ.id
+    raise UnsupportedTransform(f"{proposal.charon}: encryption {encr.name}")
+
+
+_AES_GCM = ENCRYPTION[ENCR_AES_GCM_16]
+
+
 class AesGcmSk(SkCipher):
     """ENCR_AES_GCM_16 in the SK payload (RFC 5282)."""
 
@@ -129,7 +143,7 @@ class AesGcmSk(SkCipher):
     icv_size = 16
 
     def __init__(self, sk_e: bytes, key_bits: int) -> None:
-        algorithm = ENCRYPTION[ENCR_AES_GCM_16]
+        algorithm = _AES_GCM
         if key_bits not in algorithm.key_sizes or len(sk_e) != algorithm.key_material_size(
                 key_bits):
             raise ValueError(f"AES-GCM-{key_bits} takes {key_bits // 8} + 4 (salt) bytes "
