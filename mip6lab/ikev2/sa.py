@@ -304,11 +304,7 @@ class IkeSa:
 
     @local.setter
     def local(self, value: Any) -> None:
-        if isinstance(value, str):
-            self._local, self._local_text = _parsed_text(value)
-        else:
-            self._local = _ip(value)
-            self._local_text = None     # its text, made when a datagram first names it
+        self._local, self._local_text = _with_text(value)
 
     @property
     def remote(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -317,11 +313,7 @@ class IkeSa:
 
     @remote.setter
     def remote(self, value: Any) -> None:
-        if isinstance(value, str):
-            self._remote, self._remote_text = _parsed_text(value)
-        else:
-            self._remote = _ip(value)
-            self._remote_text = None
+        self._remote, self._remote_text = _with_text(value)
 
     # -- driver interface ------------------------------------------------------------------
 
@@ -1529,6 +1521,14 @@ _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 def _parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return _parsed_text(text)[0]
+
+
+def _with_text(value: Any) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str | None]:
+    """(address, its text): the text given, or None when given an address (its text is
+    made when a datagram first names it)."""
+    if isinstance(value, str):
+        return _parsed_text(value)
+    return _ip(value), None
 
 
 @functools.lru_cache(maxsize=4096)

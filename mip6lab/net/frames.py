@@ -35,6 +35,8 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 from scapy.utils import checksum
 
+from ..wire.checksum import ipv6_checksum
+
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 ETH_P_IP = 0x0800
@@ -109,11 +111,9 @@ def udp_checksum(src: bytes, dst: bytes, segment: bytes) -> int:
     """The UDP checksum of ``segment`` (its checksum field zero) over the pseudo-header of
     packed addresses ``src`` and ``dst`` (RFC 768; RFC 8200 §8.1 for IPv6); a computed 0
     is sent as 0xFFFF (RFC 768, RFC 8200 §8.1)."""
-    length = len(segment)
     if len(src) == 16:
-        pseudo = src + dst + length.to_bytes(4, "big") + b"\x00\x00\x00\x11"
-    else:
-        pseudo = src + dst + b"\x00\x11" + length.to_bytes(2, "big")
+        return ipv6_checksum(src, dst, IPPROTO_UDP, segment) or 0xFFFF
+    pseudo = src + dst + b"\x00\x11" + len(segment).to_bytes(2, "big")
     return checksum(pseudo + segment) or 0xFFFF
 
 

@@ -60,6 +60,7 @@ from scapy.packet import Packet
 from scapy.utils import checksum
 
 from ..errors import MalformedPacket, RemoteProtocolError
+from ..wire.checksum import ipv6_checksum
 from ..wire.nd_codec import neighbor_advertisement, read_nd
 from .frames import (ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, build_udp,
                      ethernet_header)
@@ -382,8 +383,7 @@ class Node:
             return False
         if l3[46:48] == b"\x00\x00":
             raise MalformedPacket("UDP over IPv6 with a zero checksum")
-        if checksum(l3[8:40] + (len(l3) - 40).to_bytes(4, "big") + b"\x00\x00\x00\x11"
-                    + l3[40:]) != 0:
+        if ipv6_checksum(l3[8:24], l3[24:40], IPPROTO_UDP, l3[40:]) != 0:
             raise MalformedPacket("bad UDP checksum")
         handler(UdpDatagram(ipaddress.IPv6Address(l3[8:24]),
                             int.from_bytes(l3[40:42], "big"),
@@ -457,8 +457,7 @@ class Node:
         message = read_nd(l3)
         if message is None or (message.type == 134 and not self.reads_ra_bytes):
             return False
-        if checksum(l3[8:40] + (len(l3) - 40).to_bytes(4, "big") + b"\x00\x00\x00\x3a"
-                    + l3[40:]) != 0:
+        if ipv6_checksum(l3[8:24], l3[24:40], IPPROTO_ICMPV6, l3[40:]) != 0:
             raise MalformedPacket("bad ICMPv6 checksum")
         if message.type == 135:
             self._receive_ns(iface, ipaddress.IPv6Address(message.source),
@@ -478,15 +477,13 @@ class Node:
         raise NotImplementedError
 
     def _receive_na(self, iface: Interface, hop_limit: int, target, lladdr: str | None) -> None:
-        if hop_limit != 255:  # RFC 4861 §7.1: proves the sender is on the link
-            raise RemoteProtocolError(f"NA with hop limit {hop_limit}, not 255")
+        require_hop_limit_255(hop_limit, "NA")
         if lladdr is not None:
             self.neighbors.learn(iface, ipaddress.IPv6Address(target), lladdr)
 
     def _receive_ns(self, iface: Interface, src: ipaddress.IPv6Address, hop_limit: int,
                     target: ipaddress.IPv6Address, lladdr: str | None) -> None:
-        if hop_limit != 255:  # RFC 4861 §7.1: proves the sender is on the link
-            raise RemoteProtocolError(f"NS with hop limit {hop_limit}, not 255")
+        require_hop_limit_255(hop_limit, "NS")
         if not (iface.has_address(target) or self.answers_nd_for(iface, target)):
             return  # RFC 4861 §7.2.3: not our target, silently ignored
         if lladdr is not None and not src.is_unspecified:
@@ -807,8 +804,7 @@ def _verify_checksum6(ip6: IPv6, upper: Packet, proto: int) -> None:
     if proto == IPPROTO_UDP and len(data) >= 8 and data[6:8] == b"\x00\x00":
         raise MalformedPacket("UDP over IPv6 with a zero checksum")
     src, dst = pseudo_header_addresses(ip6)
-    pseudo = src.packed + dst.packed + len(data).to_bytes(4, "big") + bytes((0, 0, 0, proto))
-    if checksum(pseudo + data) != 0:
+    if ipv6_checksum(src.packed, dst.packed, proto, data) != 0:
         raise MalformedPacket(f"bad {'UDP' if proto == IPPROTO_UDP else 'ICMPv6'} checksum")
 
 
@@ -832,6 +828,13 @@ def pseudo_header_addresses(ip6: IPv6) -> tuple[ipaddress.IPv6Address, ipaddress
 
 def _udp4_checksum(ip4: IP) -> int:
     return in4_chksum(IPPROTO_UDP, ip4, bytes(ip4[UDP]))
+
+
+def require_hop_limit_255(hop_limit: int, what: str) -> None:
+    """RFC 4861 §6.1, §7.1: a Neighbor Discovery message (``what``: RS, RA, NS, NA) is
+    valid only with hop limit 255, which proves its sender is on the link."""
+    if hop_limit != 255:
+        raise RemoteProtocolError(f"{what} with hop limit {hop_limit}, not 255")
 
 
 def _with_src(packet: Packet, src: str) -> Packet:

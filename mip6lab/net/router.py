@@ -23,10 +23,9 @@ from scapy.layers.inet6 import (
 )
 from scapy.packet import Packet
 
-from ..errors import RemoteProtocolError
 from .frames import ETH_P_IPV6
 from .interface import Interface
-from .node import Node
+from .node import Node, require_hop_limit_255
 from .sim import ScheduledCall, seconds_to_us
 
 MAX_RA_DELAY_TIME = 0.5   # RFC 4861 §10
@@ -114,8 +113,7 @@ class Router(Node):
 
     def receive_other_icmpv6(self, iface: Interface, ip6: IPv6, icmp: Packet) -> None:
         if isinstance(icmp, ICMPv6ND_RS):
-            if ip6.hlim != 255:
-                raise RemoteProtocolError(f"RS with hop limit {ip6.hlim}, not 255")
+            require_hop_limit_255(ip6.hlim, "RS")
             config = self.advertising.get(iface.name)
             if config is None:
                 return

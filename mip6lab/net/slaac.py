@@ -39,7 +39,7 @@ from ..wire.nd_codec import neighbor_advertisement, router_solicitation
 from .frames import ALL_ROUTERS, address_in_prefix, options_of
 from .interface import Address6, Interface
 from .neighbor import RETRANS_TIMER
-from .node import Node
+from .node import Node, require_hop_limit_255
 from .sim import ScheduledCall, seconds_to_us
 
 MAX_RTR_SOLICITATION_DELAY = 1.0   # RFC 4861 §10
@@ -152,8 +152,7 @@ class Slaac:
         source, hop limit, router lifetime, first Source Link-Layer Address option and
         Prefix Information options (scapy's or :class:`~mip6lab.wire.nd_codec.
         PrefixInformation`, the same field names)."""
-        if hop_limit != 255:
-            raise RemoteProtocolError(f"RA with hop limit {hop_limit}, not 255")
+        require_hop_limit_255(hop_limit, "RA")
         if not src.is_link_local:
             raise RemoteProtocolError(f"RA from {src}, not a link-local address")
         attachment = self.attachments.get(iface.name)

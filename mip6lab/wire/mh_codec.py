@@ -33,9 +33,9 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from scapy.layers import inet6
-from scapy.utils import checksum
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from .checksum import ipv6_checksum
 
 __all__ = [
     "AlternateCareOfAddress", "BindingRefreshAdvice", "IPv4AddressAcknowledgement",
@@ -287,8 +287,7 @@ def _packet(src: bytes, dst: bytes, pseudo_src: bytes, pseudo_dst: bytes, nh: in
             extension: bytes, mh: bytearray) -> bytes:
     """IPv6 header + extension header + the MH with its checksum (§6.1.1)."""
     mh[1] = len(mh) // 8 - 1
-    mh[4:6] = checksum(pseudo_src + pseudo_dst + struct.pack("!IxxxB", len(mh), MH_PROTO)
-                       + bytes(mh)).to_bytes(2, "big")
+    mh[4:6] = ipv6_checksum(pseudo_src, pseudo_dst, MH_PROTO, bytes(mh)).to_bytes(2, "big")
     return (_IPV6.pack(0x60000000, len(extension) + len(mh), nh, _HLIM, src, dst)
             + extension + bytes(mh))
 

@@ -18,7 +18,7 @@ import ipaddress
 import socket
 import struct
 
-from scapy.utils import checksum
+from .checksum import ipv6_checksum
 
 __all__ = ["NdMessage", "PrefixInformation", "neighbor_advertisement", "neighbor_solicitation",
            "read_nd", "router_solicitation"]
@@ -45,8 +45,7 @@ def _mac(mac: str) -> bytes:
 def _icmpv6(src: bytes, dst: bytes, message: bytearray) -> bytes:
     """IPv6 header (hop limit 255) + the ICMPv6 message with its checksum (RFC 4443
     §2.3, over the pseudo-header of RFC 8200 §8.1)."""
-    message[2:4] = checksum(src + dst + struct.pack("!IxxxB", len(message), ICMPV6)
-                            + bytes(message)).to_bytes(2, "big")
+    message[2:4] = ipv6_checksum(src, dst, ICMPV6, bytes(message)).to_bytes(2, "big")
     return _IPV6.pack(0x60000000, len(message), ICMPV6, 255, src, dst) + bytes(message)
 
 

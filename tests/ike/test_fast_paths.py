@@ -5,8 +5,6 @@ proposals, keys or selectors that differ."""
 from __future__ import annotations
 
 import hmac
-import itertools
-import random
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -14,10 +12,10 @@ from hypothesis import given, settings, strategies as st
 from mip6lab.crypto.ike import Prf, auth, parse_proposal, parse_proposals
 from mip6lab.crypto.ike.keys import child_key_lengths, derive_child_keys, esp_suite_name
 from mip6lab.crypto.ike.proposals import Proposal, memoized, select_proposal
-from mip6lab.ikev2.config import IkeConfig
-from mip6lab.ikev2.sa import IkeSa
 from mip6lab.ikev2.ts import TrafficSelector, narrow
 from mip6lab.wire import ikev2_codec as c
+
+from .test_engine import handshake
 
 PROPOSAL_TEXTS = [("aes256gcm16-prfsha256-curve25519", "ike"), ("default", "ike"),
                   ("default", "esp"), ("aes128-sha256,aes256gcm16-aes128gcm16", "esp")]
@@ -158,40 +156,24 @@ def test_selector_wire_fields():
 
 # -- the engine ---------------------------------------------------------------------------
 
-def _handshake(seed: int = 1):
-    rng, spis = random.Random(seed), itertools.count(0x1000)
-    ci = IkeConfig.make("mn@mip6lab.example", "psk-fast", "ha.mip6lab.example")
-    cr = IkeConfig.make("ha.mip6lab.example", "psk-fast", "mn@mip6lab.example")
-    i = IkeSa(ci, True, "2001:db8:2::10", "2001:db8:1::1", rng.randbytes, lambda: next(spis))
-    r = IkeSa(cr, False, "2001:db8:1::1", "2001:db8:2::10", rng.randbytes, lambda: next(spis))
-    i.initiate(0)
-    for _ in range(2):
-        for d in i.datagrams_to_send():
-            r.receive(d.data, d.src, d.sport, 0)
-        for d in r.datagrams_to_send():
-            i.receive(d.data, d.src, d.sport, 0)
-    return i, r
-
-
 def test_private_dh_value_is_forgotten_once_keys_are_made():
     """RFC 7296 §2.12: nothing that could recompute the keys is kept longer than needed;
     what the SA reports of its keys (secrets()) does not need it."""
-    i, r = _handshake()
+    pair = handshake()
+    i, r = pair.i, pair.r
     assert i.state == r.state == "ESTABLISHED"
     assert i.ke is None and r.ke is None
     assert i.secrets().shared_secret == r.secrets().shared_secret
 
 
 def test_events_come_out_in_order():
-    i, r = _handshake()
-    kinds = []
-    while (event := r.next_event()) is not None:
-        kinds.append(type(event).__name__)
+    pair = handshake()         # its pump reads each side's events with next_event()
+    kinds = [type(event).__name__ for event in pair.events["R"]]
     assert kinds == ["IkeSaEstablished", "ChildSaEstablished"]
-    assert r.next_event() is None
+    assert pair.r.next_event() is None
 
 
 def test_an_sa_takes_attributes_a_driver_attaches():
-    i, _ = _handshake()
+    i = handshake().i
     i.note = "attached by a driver"
     assert i.note == "attached by a driver"
