@@ -31,9 +31,10 @@ Levels: what the trace keeps (:data:`LEVELS`; ``Lab(trace_level=...)``, a scenar
 
 A kept event is made when it is emitted; one that is not kept is never built (no
 object, no summary), so a lower level saves the time as well as the memory. Code that
-formats an expensive summary asks :meth:`Trace.keeps` first. :meth:`Trace.emit`
-returns the event, or None when the level does not keep it. Subscribers see the kept
-events only; the timeline (:mod:`mip6lab.timeline`) needs ``"full"``.
+formats an expensive summary asks :meth:`Trace.keeps` first, and counts what it does
+not emit with :meth:`Trace.count`. :meth:`Trace.emit` returns the event, or None when
+the level does not keep it. Subscribers see the kept events only; the timeline
+(:mod:`mip6lab.timeline`) needs ``"full"``.
 
 Exports: :meth:`Events.ladder` draws a text sequence diagram; :meth:`Events.write_pcapng`
 writes one pcapng with one interface per link; :meth:`Events.write_pcaps` one classic
@@ -321,6 +322,13 @@ class Trace:
         for subscriber in self._subscribers:
             subscriber(event)
         return event
+
+    def count(self, kind: str, events: int = 1) -> None:
+        """Count ``events`` events of ``kind`` without making them: what :meth:`emit`
+        does with an event the level does not keep. For the caller that asked
+        :meth:`keeps` (an event the level keeps is emitted, not counted)."""
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + events
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for every new event; returns an unsubscribe function."""

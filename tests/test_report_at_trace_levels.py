@@ -32,3 +32,26 @@ def test_the_report_is_the_same_at_every_trace_level_but_what_was_kept():
     assert all(at_counts[key] is None for key in FROM_FRAMES + ("seam_crossings",))
     for key in set(at_full) - set(FROM_FRAMES) - {"seam_crossings"}:
         assert at_full[key] == at_events[key] == at_counts[key], key
+
+
+def _ike_sas(scenario):
+    return [sa for name in ("mn", "ha") for sa in scenario.lab.nodes[name].ike.sas.values()]
+
+
+def test_only_the_counts_level_lets_go_of_the_ike_sa_init_messages():
+    """At "counts" nothing is kept for a person to look at: the IKE daemons let go of
+    the IKE_SA_INIT messages once AUTH has used them (IkeSa.forget_init_messages); the
+    rest of IkeSa.secrets() stays, and so does every SA."""
+    runs = {level: create("home-registration", seed=1, trace_level=level)
+            for level in ("full", "events", "counts")}
+    for scenario in runs.values():
+        scenario.run()
+    secrets = {level: [sa.secrets() for sa in _ike_sas(s) if sa.state == "ESTABLISHED"]
+               for level, s in runs.items()}
+    assert len(secrets["full"]) == len(secrets["counts"]) >= 2
+    for level in ("full", "events"):
+        assert all(s.init_request and s.init_response for s in secrets[level])
+    assert all(s.init_request == s.init_response == b"" for s in secrets["counts"])
+    for kept, dropped in zip(secrets["full"], secrets["counts"]):
+        assert (kept.spi_i, kept.keys, kept.shared_secret) == \
+            (dropped.spi_i, dropped.keys, dropped.shared_secret)

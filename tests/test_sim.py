@@ -141,3 +141,37 @@ def test_random_source_is_per_simulator_not_global():
     random.random()
     two = Simulator(5)
     assert two.random.random() == first
+
+
+def _busy(sim: Simulator, ran: list) -> None:
+    """Timers of every kind: cancelled ones (enough to make call_at sweep the heap in the
+    middle of a run), same-time ones, some scheduled by the events themselves."""
+    def chain(n):
+        ran.append(("chain", n, sim.now_us))
+        if n < 40:
+            sim.call_later(0.000_003, chain, n + 1, label=("chain", n + 1))
+            for i in range(30):      # 1200 cancelled calls: call_at sweeps on the way
+                sim.call_later(0.5, ran.append, "never").cancel()
+    for t in (30, 10, 20, 10, 5):
+        sim.call_at(t, ran.append, ("at", t))
+    sim.call_at(7, ran.append, "cancelled").cancel()
+    sim.call_at(1, chain, 0)
+
+
+@pytest.mark.parametrize("limit, max_steps", [(None, None), (60, None), (None, 7), (10, 3)])
+def test_run_does_what_peek_and_step_do_in_a_loop(limit, max_steps):
+    stepped, ran_step = Simulator(), []
+    _busy(stepped, ran_step)
+    steps = 0
+    while max_steps is None or steps < max_steps:
+        due = stepped.peek_time_us()
+        if due is None or (limit is not None and due > limit):
+            break
+        stepped.step()
+        steps += 1
+    run, ran_run = Simulator(), []
+    _busy(run, ran_run)
+    assert run.run(limit, max_steps) == steps
+    assert ran_run == ran_step and "never" not in ran_run
+    assert (run.now_us, run.executed, run.pending(), run.scheduled()) == \
+        (stepped.now_us, stepped.executed, stepped.pending(), stepped.scheduled())

@@ -77,13 +77,23 @@ def suite_spec(name: str) -> SuiteSpec:
         raise ValueError(f"unknown ESP suite {name!r}; known: {', '.join(SUITES)}") from None
 
 
+def check_keys(spec: SuiteSpec, enc_key: bytes, integ_key: bytes = b"") -> None:
+    """ValueError unless the keys have the lengths ``spec`` takes (the check of a keyed
+    suite, made without keying one)."""
+    if len(enc_key) != spec.enc_key_len or len(integ_key) != spec.integ_key_len:
+        raise ValueError(f"{spec.name} takes a {spec.enc_key_len}-byte encryption key "
+                         f"and a {spec.integ_key_len}-byte integrity key")
+
+
 class CipherSuite:
-    """Keyed instance of a suite. ``seal``/``open`` work on what follows the ESP header."""
+    """Keyed instance of a suite. ``seal``/``open`` work on what follows the ESP header.
+
+    With ``__slots__``: every SA of a home agent holds one."""
+
+    __slots__ = ("spec", "enc_key", "integ_key")
 
     def __init__(self, spec: SuiteSpec, enc_key: bytes, integ_key: bytes = b"") -> None:
-        if len(enc_key) != spec.enc_key_len or len(integ_key) != spec.integ_key_len:
-            raise ValueError(f"{spec.name} takes a {spec.enc_key_len}-byte encryption key "
-                             f"and a {spec.integ_key_len}-byte integrity key")
+        check_keys(spec, enc_key, integ_key)
         self.spec = spec
         self.enc_key = enc_key
         self.integ_key = integ_key
@@ -98,6 +108,8 @@ class CipherSuite:
 
 
 class AesGcmSuite(CipherSuite):
+    __slots__ = ("_aead", "_salt")
+
     def __init__(self, spec: SuiteSpec, enc_key: bytes, integ_key: bytes = b"") -> None:
         super().__init__(spec, enc_key, integ_key)
         self._aead = AESGCM(enc_key[:-4])
@@ -128,6 +140,8 @@ class AesGcmSuite(CipherSuite):
 class _HmacSuite(CipherSuite):
     """Shared by the suites whose integrity is a separate HMAC over the ESP packet."""
 
+    __slots__ = ("_mac",)
+
     def __init__(self, spec: SuiteSpec, enc_key: bytes, integ_key: bytes = b"") -> None:
         super().__init__(spec, enc_key, integ_key)
         self._mac = hmac.HMAC(integ_key, hashes.SHA256())
@@ -144,6 +158,8 @@ class _HmacSuite(CipherSuite):
 
 
 class AesCbcHmacSuite(_HmacSuite):
+    __slots__ = ()
+
     def seal(self, header: bytes, esn_high: bytes, iv: bytes, plaintext: bytes) -> bytes:
         encryptor = Cipher(algorithms.AES(self.enc_key), modes.CBC(iv)).encryptor()
         ciphertext = encryptor.update(plaintext) + encryptor.finalize()
@@ -161,6 +177,8 @@ class AesCbcHmacSuite(_HmacSuite):
 
 
 class NullHmacSuite(_HmacSuite):
+    __slots__ = ()
+
     def seal(self, header: bytes, esn_high: bytes, iv: bytes, plaintext: bytes) -> bytes:
         return plaintext + self._icv(header + plaintext, esn_high)
 

@@ -32,12 +32,24 @@ def identity(text: str) -> tuple[str, str]:
         kind = "der_asn1_dn"
     if sep and kind in ID_TYPE_NUMBERS and not _looks_like_ipv6(text):
         return kind, value
-    try:
-        address = ipaddress.ip_address(text)
-        return ("ipv4" if address.version == 4 else "ipv6"), str(address)
-    except ValueError:
-        pass
+    if _could_be_address(text):
+        try:
+            address = ipaddress.ip_address(text)
+            return ("ipv4" if address.version == 4 else "ipv6"), str(address)
+        except ValueError:
+            pass
     return ("rfc822", text) if "@" in text else ("fqdn", text)
+
+
+#: what the text of an address is made of (an IPv6 scope after "%" may be anything)
+_ADDRESS_CHARACTERS = frozenset("0123456789abcdefABCDEF:.")
+
+
+def _could_be_address(text: str) -> bool:
+    """False for text that no address is written as (``mn0@example``, a domain name):
+    ip_address() would fail on it twice, as IPv4 then as IPv6, each failure costly."""
+    head = text.partition("%")[0]
+    return bool(head) and _ADDRESS_CHARACTERS.issuperset(head)
 
 
 def _looks_like_ipv6(text: str) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import addresses
 from ..errors import RemoteProtocolError
 from ..ipsec import (BYPASS, PROTECT, IPsecStack, IPsecTemplate, KeyMessage, MigrateRequest,
                      SecurityAssociation, SecurityPolicy, Selectors)
@@ -158,12 +159,12 @@ class IkeDaemon:
     def _local_for(self, peer: str) -> str | None:
         """Our address towards ``peer``: the source the routing table would choose, or
         None when there is none (no interface, or no address of the peer's family yet)."""
-        address = ipaddress.ip_address(peer)
+        address = addresses.address(peer)
         route = self.node.routes.lookup(address)
         iface = self.node.interfaces[route.interface] if route else \
             next(iter(self.node.interfaces.values()), None)
         source = iface.source_for(address) if iface is not None else None
-        return str(source) if source is not None else None
+        return addresses.text(source) if source is not None else None
 
     # -- starting --------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class IkeDaemon:
             self.node.drop("ike", "datagram shorter than an IKE header", None)
             return
         spi_i, spi_r, flags = data[:8], data[8:16], data[19]
+        src = addresses.text(datagram.src)
         sa = self.sas.get(spi_i)
         if sa is None:
             if flags & 0x20 or spi_r != bytes(8) or data[18] != 34:
@@ -220,7 +222,7 @@ class IkeDaemon:
                 return
             if self._under_load():
                 try:
-                    answer = cookie_check(data, str(datagram.src), self._cookie_secret, 1)
+                    answer = cookie_check(data, src, self._cookie_secret, 1)
                 except RemoteProtocolError as exc:
                     self.node.drop("ike", exc.reason, None)
                     return
@@ -232,23 +234,23 @@ class IkeDaemon:
                     self.node.send_udp(datagram.src, datagram.sport, answer, datagram.dport,
                                        src=datagram.dst)
                     return
-            refusal = self._address_limit(str(datagram.src))
+            refusal = self._address_limit(src)
             if refusal is not None:
                 self.refused_by_address += 1
                 self.node.drop("ike", refusal, None)
                 return
-            sa = IkeSa(self.config, False, str(datagram.dst), str(datagram.src),
-                       self._random, lambda: self._allocate_spi(str(datagram.src)),
+            sa = IkeSa(self.config, False, addresses.text(datagram.dst), src,
+                       self._random, lambda: self._allocate_spi(src),
                        self.node.sim.now_us, datagram.dport, datagram.sport,
                        authorize=self._authorize)
             self.sas[spi_i] = sa
             self._half_open[id(sa)] = sa
-            self._by_address.setdefault(str(datagram.src), []).append(sa)
+            self._by_address.setdefault(src, []).append(sa)
             if self.half_open_timeout is not None:
                 self._half_open_timers[id(sa)] = self.node.sim.call_later(
                     self.half_open_timeout, self._expire_half_open, sa,
                     label=f"{self.node.name} IKE half-open timeout")
-        sa.receive(data, str(datagram.src), datagram.sport, self.node.sim.now_us,
+        sa.receive(data, src, datagram.sport, self.node.sim.now_us,
                    datagram.dport)
         self._pump(sa)
 
@@ -374,6 +376,8 @@ class IkeDaemon:
         policies) comes back as its :class:`ChildSaInstallFailed`."""
         if isinstance(event, IkeSaEstablished):
             self.established.append(sa)
+            if self.node.trace.level == "counts":
+                sa.forget_init_messages()    # only secrets() shows them: nobody will look
             if not sa.initiator:
                 same_peer = self._by_peer.setdefault(sa.peer_id, [])
                 older_ones = list(same_peer) if self.unique_ids else []
@@ -395,7 +399,7 @@ class IkeDaemon:
         elif isinstance(event, ChildSaEstablished):
             return self._install(sa, event)
         elif isinstance(event, AddressAssigned):
-            self._announce(sa, f"{event.attribute} {event.value} "
+            self._announce(sa, f"{event.attribute} {addresses.text(event.value)} "
                            f"{'from' if sa.initiator else 'for'} {event.peer_id[1]}",
                            attribute=event.attribute, value=str(event.value))
             if sa.initiator and self.install_virtual_ips and event.attribute in (
@@ -403,7 +407,7 @@ class IkeDaemon:
                 self._install_virtual_ip(sa, event.value)
             if not sa.initiator and event.attribute in ("INTERNAL_IP6_ADDRESS",
                                                         "INTERNAL_IP4_ADDRESS"):
-                self._bind_in_pad(sa, ipaddress.ip_interface(event.value).ip,
+                self._bind_in_pad(sa, addresses.interface(event.value).ip,
                                   f"assigned by CP {event.attribute}")
         elif isinstance(event, IkeSaFailed):
             self.failures.append(event)
@@ -449,7 +453,7 @@ class IkeDaemon:
         :class:`ChildSaInstallFailed` goes to the listeners instead of the
         establishment, and the child SA is deleted on both ends."""
         refused: list[str] = []
-        local, remote = str(sa.local), str(sa.remote)
+        local, remote = sa.local_text, sa.remote_text
         encap = (sa.local_port, sa.remote_port) if child.udp_encapsulation else None
         mobility = _mobility_endpoints(child)
         if mobility is not None:
@@ -520,7 +524,7 @@ class IkeDaemon:
         pad = self.ipsec.pad
         if pad.lookup(id_type, value) is None:
             pad.add(PeerAuthorizationEntry(id_type, value))
-        address = ipaddress.ip_address(address)
+        address = addresses.address(address)
         if address in pad.lookup(id_type, value).home_addresses:
             return
         try:
@@ -530,14 +534,14 @@ class IkeDaemon:
             self.node.announce("ike", f"PAD: {exc}; not bound ({why})", error="taken",
                                home_address=str(address))
             return
-        self.node.announce("ike", f"PAD: {address} bound to {identity} ({why})",
+        self.node.announce("ike", f"PAD: {addresses.text(address)} bound to {identity} ({why})",
                            home_address=str(address))
 
     def _learn_home_address(self, sa: IkeSa, child: ChildSaEstablished) -> None:
         """RFC 5026 §5.3.2: a MN given a home prefix autoconfigures its HoA and creates SAs
         for it with CREATE_CHILD_SA: the single address in its traffic selectors, inside
         the prefix granted to it, is its home address, bound to it in the PAD from now."""
-        prefixes = [ipaddress.ip_network(a.value) for a in sa.assigned
+        prefixes = [addresses.network(a.value) for a in sa.assigned
                     if a.attribute == "MIP6_HOME_PREFIX"]
         for ts in child.remote_ts:
             network = ts.network()
@@ -752,7 +756,7 @@ def _mobility_endpoints(child: ChildSaEstablished) -> tuple[str, str] | None:
     local, remote = child.local_ts[0], child.remote_ts[0]
     if local.protocol != IPPROTO_MH or local.start != local.end or remote.start != remote.end:
         return None
-    return str(local.start), str(remote.start)
+    return addresses.text(local.start), addresses.text(remote.start)
 
 
 def _selectors(local: TrafficSelector, remote: TrafficSelector) -> Selectors | None:

@@ -44,6 +44,7 @@ from ..crypto.ike.errors import (AuthenticationFailed, IntegrityError, InvalidKe
 from ..crypto.ike.natd import nat_detection_hash
 from ..crypto.ike.proposals import Proposal, select_proposal
 from ..crypto.ike.sk import decrypt_message, encrypt_message
+from .. import addresses
 from ..errors import MalformedPacket, RemoteProtocolError
 from ..wire import ikev2_codec as c
 from ..wire.ikev2 import CpAttributeType, NotifyType as N
@@ -75,12 +76,12 @@ _SA = int(c.PayloadType.SA)
 # -- events -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """Base class of what an IKE SA tells its driver."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSaEstablished(Event):
     spi_i: bytes
     spi_r: bytes
@@ -89,7 +90,7 @@ class IkeSaEstablished(Event):
     nat_detected: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChildSaEstablished(Event):
     """A child SA pair to install: our inbound SPI, the peer's (our outbound) SPI."""
 
@@ -107,7 +108,7 @@ class ChildSaEstablished(Event):
     reqid: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChildSaDeleted(Event):
     """A child SA pair is gone (deleted by either side, or replaced by a rekey)."""
 
@@ -116,7 +117,7 @@ class ChildSaDeleted(Event):
     by_peer: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChildSaRekeyed(Event):
     """``new`` replaces the child SA whose inbound SPI was ``old_inbound_spi`` (§2.8)."""
 
@@ -124,7 +125,7 @@ class ChildSaRekeyed(Event):
     new_inbound_spi: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSaMoved(Event):
     """MOBIKE (RFC 4555 §3.5): the SA now runs between these addresses and ports; the
     driver moves the child SAs too (through the key engine's MIGRATE)."""
@@ -138,14 +139,14 @@ class IkeSaMoved(Event):
     nat_detected: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSaRekeyed(Event):
     """This IKE SA is replaced by ``new`` (§1.3.2, §2.18); its child SAs moved there."""
 
     new: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddressAssigned(Event):
     """The configuration payload's answer (initiator) or grant (responder)."""
 
@@ -154,23 +155,23 @@ class AddressAssigned(Event):
     peer_id: tuple[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSaFailed(Event):
     reason: str
     notify: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSaDeleted(Event):
     by_peer: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageDropped(Event):
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Datagram:
     data: bytes
     src: str
@@ -179,7 +180,7 @@ class Datagram:
     dport: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSaSecrets:
     """What one IKE SA negotiated and every input its keys were derived from, as values:
     for teaching (a notebook recomputes SKEYSEED, the SK_* keys and AUTH from them) and
@@ -194,7 +195,8 @@ class IkeSaSecrets:
       travels on the wire;
     - ``init_request``/``init_response``: the IKE_SA_INIT messages as sent, from the first
       SPI to the last payload (the latest request if it was sent again with a cookie or
-      another group): §2.15's RealMessage1 and RealMessage2, which AUTH signs;
+      another group): §2.15's RealMessage1 and RealMessage2, which AUTH signs (empty once
+      :meth:`IkeSa.forget_init_messages` has let them go);
     - ``psk``: this side's pre-shared key (None with certificates), §2.15's "Shared Secret";
     - ``keys``: what the stack derived (SKEYSEED and the seven SK_*, §2.14).
 
@@ -217,7 +219,7 @@ class IkeSaSecrets:
     rekeyed: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     message_id: int
     data: bytes
@@ -244,7 +246,8 @@ class IkeSa:
         "next_request_id", "expected_request_id", "pending", "last_response", "_out",
         "_events", "messages_sent", "messages_received", "exchanges", "cookie",
         "_arrived_on", "_last_src", "_last_sport", "replaced_by", "predecessor", "mobike",
-        "peer_hash_algorithms", "peer_certreq", "peer_certificate", "__dict__")
+        "peer_hash_algorithms", "peer_certreq", "peer_certificate", "_peer_identity",
+        "__dict__")
 
     def __init__(self, config: IkeConfig, initiator: bool, local: str, remote: str,
                  random: Callable[[int], bytes], allocate_spi: Callable[[], int],
@@ -272,6 +275,7 @@ class IkeSa:
         self.shared_secret: bytes | None = None    # g^ir (§2.14); see secrets()
         self.init_request = self.init_response = b""
         self.peer_id: tuple[str, str] | None = None
+        self._peer_identity: tuple[tuple[str, str], str] | None = None   # see peer_identity
         self.nat_detected = False
         self.nat_local = self.nat_remote = False
         self.child_inbound_spi: int | None = None
@@ -315,6 +319,20 @@ class IkeSa:
     def remote(self, value: Any) -> None:
         self._remote, self._remote_text = _with_text(value)
 
+    @property
+    def local_text(self) -> str:
+        """Our address as text (RFC 5952), as the datagrams carry it."""
+        if self._local_text is None:
+            self._local_text = _text(self._local)
+        return self._local_text
+
+    @property
+    def remote_text(self) -> str:
+        """The peer's address as text (RFC 5952)."""
+        if self._remote_text is None:
+            self._remote_text = _text(self._remote)
+        return self._remote_text
+
     # -- driver interface ------------------------------------------------------------------
 
     def datagrams_to_send(self) -> list[Datagram]:
@@ -346,7 +364,15 @@ class IkeSa:
     def peer_identity(self) -> str | None:
         """The peer's ID as ``type:value`` (the key of its leases and of the PAD's home
         addresses), once IKE_AUTH has told it."""
-        return f"{self.peer_id[0]}:{self.peer_id[1]}" if self.peer_id else None
+        peer_id = self.peer_id
+        if not peer_id:
+            return None
+        # made once for the ID it was made of: the PAD, the pools' leases and the binding
+        # cache each keep it, one string for all of them
+        made = self._peer_identity
+        if made is None or made[0] is not peer_id:
+            made = self._peer_identity = (peer_id, f"{peer_id[0]}:{peer_id[1]}")
+        return made[1]
 
     @property
     def spi_pair(self) -> tuple[bytes, bytes]:
@@ -363,6 +389,15 @@ class IkeSa:
                             self.init_request, self.init_response, self.psk,
                             self.keys, rekeyed=self.predecessor is not None)
 
+    def forget_init_messages(self) -> None:
+        """Let go of the IKE_SA_INIT messages once the SA is established: AUTH has used
+        them (RFC 7296 §2.15) and nothing of the protocol needs them again; only
+        :meth:`secrets` shows them (empty afterwards, as for a rekeyed SA). For runs that
+        keep nothing for a person to inspect (the IKE daemon at trace level "counts"):
+        about 600 octets per SA."""
+        if self.state == "ESTABLISHED":
+            self.init_request = self.init_response = b""
+
     # -- sending ---------------------------------------------------------------------------
 
     def _emit(self, data: bytes) -> None:
@@ -370,11 +405,7 @@ class IkeSa:
         # on the NAT-T port every IKE message carries the non-ESP marker (RFC 3948 §2.2);
         # the peer's side of it may be any port a NAT chose
         payload = _NON_ESP_MARKER + data if self.local_port == 4500 else data
-        if self._local_text is None:
-            self._local_text = _text(self._local)
-        if self._remote_text is None:
-            self._remote_text = _text(self._remote)
-        self._out.append(Datagram(payload, self._local_text, self._remote_text,
+        self._out.append(Datagram(payload, self.local_text, self.remote_text,
                                   self.local_port, self.remote_port))
 
     def _transmit(self, request: _Request) -> None:
@@ -863,8 +894,7 @@ class IkeSa:
             if a.attribute == "MIP6_HOME_PREFIX":
                 granted.append(TrafficSelector.from_network(str(a.value)))
             else:
-                granted.append(TrafficSelector.from_network(
-                    str(ipaddress.ip_interface(a.value).ip)))
+                granted.append(_host_ts(addresses.interface(a.value).ip))
         return granted or self._peer_ts()
 
     def _reqid(self, mode: str) -> int:
@@ -961,10 +991,11 @@ class IkeSa:
             except PoolExhausted:
                 return [], "INTERNAL_ADDRESS_FAILURE"
             if attribute == "INTERNAL_IP6_ADDRESS":
-                grants.append(c.cp_attribute(attribute, address=str(lease), prefix_len=64))
-                value = ipaddress.ip_interface(f"{lease}/64")   # as the initiator reads it
+                grants.append(c.cp_attribute(attribute, address=addresses.text(lease),
+                                             prefix_len=64))
+                value = ipaddress.IPv6Interface((lease, 64))   # as the initiator reads it
             elif attribute == "INTERNAL_IP4_ADDRESS":
-                grants.append(c.cp_attribute(attribute, address=str(lease)))
+                grants.append(c.cp_attribute(attribute, address=addresses.text(lease)))
                 value = lease
             else:
                 grants.append(c.cp_attribute(attribute, prefix_lifetime=86400,
@@ -1427,7 +1458,7 @@ def make_cookie(secret: bytes, version: int, nonce_i: bytes, ip_i: str, spi_i: b
     from cryptography.hazmat.primitives import hashes
 
     digest = hashes.Hash(hashes.SHA256())
-    digest.update(nonce_i + ipaddress.ip_address(ip_i).packed + spi_i + secret)
+    digest.update(nonce_i + addresses.address(ip_i).packed + spi_i + secret)
     return version.to_bytes(4, "big") + digest.finalize()
 
 
@@ -1453,7 +1484,7 @@ def cookie_check(data: bytes, src: str, secret: bytes, version: int) -> bytes | 
 def _id_text(id_payload) -> str:
     data = id_payload.data
     if id_payload.id_type in (1, 5):
-        return str(ipaddress.ip_address(data))
+        return addresses.text(addresses.address(data))
     if id_payload.id_type == ID_TYPE_NUMBERS["der_asn1_dn"]:
         return data.hex()     # a DER Name; shown by its certificate's subject once verified
     return data.decode(errors="replace")
@@ -1509,40 +1540,19 @@ def _host_ts(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> TrafficS
 
 def _ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """An address from text (or an address)."""
-    if isinstance(value, str):
-        return _parsed(value)
-    if type(value) in _ADDRESS_TYPES:    # already one: ip_address() would parse its text
-        return value                      # again (~10 us); anything else goes there as before
-    return ipaddress.ip_address(value)
-
-
-_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
-
-
-def _parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return _parsed_text(text)[0]
+    return addresses.address(value)
 
 
 def _with_text(value: Any) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str | None]:
-    """(address, its text): the text given, or None when given an address (its text is
-    made when a datagram first names it)."""
+    """(address, its text): the canonical text when given text, or None when given an
+    address (its text is made when a datagram first names it)."""
     if isinstance(value, str):
-        return _parsed_text(value)
+        address = addresses.address(value)
+        return address, addresses.text(address)
     return _ip(value), None
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed_text(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]:
-    """(address, its canonical text). Parsing an IPv6 address costs ~10 us, and every IKE
-    SA and datagram names one: the few addresses a node talks to are parsed once (values
-    are immutable); the text is what its datagrams carry."""
-    address = ipaddress.IPv6Address(text) if ":" in text else ipaddress.IPv4Address(text)
-    return address, str(address)
-
-
-@functools.lru_cache(maxsize=4096)
-def _text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    return str(address)
+_text = addresses.text
 
 
 def _address(packed: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -21,15 +21,19 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Union
 
+from .. import addresses
+
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 IPPROTO_MH = 135
 ANY_PROTOCOL = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrafficSelector:
-    """One traffic selector: [start, end] addresses, [start_port, end_port], protocol."""
+    """One traffic selector: [start, end] addresses, [start_port, end_port], protocol.
+
+    With ``__slots__``: every child SA of a home agent holds its selectors."""
 
     start: IPAddress
     end: IPAddress
@@ -54,7 +58,7 @@ class TrafficSelector:
     def from_network(cls, network: str, protocol: int = ANY_PROTOCOL, port: int | None = None,
                      ) -> TrafficSelector:
         """A selector for a CIDR network (``"2001:db8::/64"``) or a single address."""
-        net = ipaddress.ip_network(network, strict=False)
+        net = addresses.network(network)
         ports = (0, 0xFFFF) if port is None else (port, port)
         return cls(net.network_address, net.broadcast_address, protocol, *ports)
 
@@ -65,14 +69,11 @@ class TrafficSelector:
     def wire(self) -> tuple[int, int, int, int, bytes, bytes]:
         """(TS type, IP protocol, start port, end port, starting and ending address as
         octets): its TS_IPV4_ADDR_RANGE (7) / TS_IPV6_ADDR_RANGE (8), RFC 7296 §3.13.1.
-        Kept once made: a selector is a value, and the same few go into every exchange."""
-        state = self.__dict__
-        fields = state.get("_wire")
-        if fields is None:
-            fields = state["_wire"] = (7 if self.start.version == 4 else 8, self.protocol,
-                                       self.start_port, self.end_port, self.start.packed,
-                                       self.end.packed)
-        return fields
+        Made on each call, not kept: a child SA's selectors live as long as the SA, and
+        a kept tuple with its octets would cost more than a home agent's few calls."""
+        start = self.start
+        return (7 if start.version == 4 else 8, self.protocol, self.start_port,
+                self.end_port, start.packed, self.end.packed)
 
     @property
     def mh_types(self) -> tuple[int, int] | None:
@@ -105,8 +106,21 @@ class TrafficSelector:
 
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         """The range as one CIDR network, when it is one (SPD selectors are networks)."""
-        nets = list(ipaddress.summarize_address_range(self.start, self.end))
-        return nets[0] if len(nets) == 1 else None
+        # a CIDR block is 2^k addresses starting on a multiple of 2^k; the network comes
+        # from the shared cache of the moment (no summarize_address_range per call)
+        start = int(self.start)
+        size = int(self.end) - start + 1
+        if size & (size - 1) or start & (size - 1):
+            return None
+        bits = self.start.max_prefixlen
+        key = (start, size, bits)       # ints: hashed in C, unlike the addresses
+        found = _NETWORKS.get(key)
+        if found is None:
+            if len(_NETWORKS) >= _NETWORKS_KEPT:
+                _NETWORKS.clear()
+            found = _NETWORKS[key] = addresses.network(
+                f"{addresses.text(self.start)}/{bits - (size.bit_length() - 1)}")
+        return found
 
     def __str__(self) -> str:
         addresses = str(self.network() or f"{self.start}-{self.end}")
@@ -122,12 +136,18 @@ class TrafficSelector:
         return addresses + proto + ports
 
 
+#: the networks of the ranges met a moment ago, by (start, size, address bits): a child
+#: SA's selectors are turned into SPD selectors on both ends, several times each
+_NETWORKS: dict[tuple[int, int, int], ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+_NETWORKS_KEPT = 4096
+
+
 def mh_type_selector(address: str, mh_type: int | str) -> TrafficSelector:
     """A selector for one address and one Mobility Header type (RFC 4301 §4.4.1.1, the
     port encoding of :func:`mip6lab.wire.ikev2.mh_ports`)."""
     from ..wire.ikev2 import mh_ports
 
-    net = ipaddress.ip_network(address, strict=False)
+    net = addresses.network(address)
     return TrafficSelector(net.network_address, net.broadcast_address, IPPROTO_MH,
                            *mh_ports(mh_type))
 

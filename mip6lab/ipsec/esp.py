@@ -142,7 +142,7 @@ def seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes = 
     if seq > sa.seq_limit:
         sa.next_seq()  # raises SaExhausted with the explanation
     sa.seq = seq
-    cipher, _, _, alignment, gcm = sa._shape or _shape_of(sa)
+    cipher, _, _, alignment, gcm, salt = sa._shape or _shape_of(sa)
     pad_len = (-(len(payload) + 2)) % alignment
     plaintext = payload + _TRAILERS[pad_len][next_header]
     sa.packets += 1
@@ -150,7 +150,7 @@ def seal(sa: SecurityAssociation, payload: bytes, next_header: int, iv: bytes = 
     if gcm is not None:  # the 64-bit sequence number is GCM's unique IV (RFC 4106 §3)
         iv = seq.to_bytes(8, "big")
         header = sa.spi_bytes + iv[4:]
-        return header + iv + gcm[0].encrypt(gcm[1] + iv, plaintext, header)
+        return header + iv + gcm.encrypt(salt + iv, plaintext, header)
     if cipher.spec.iv_size == 8:
         iv = seq.to_bytes(8, "big")
     header = sa.spi_bytes + (seq & MASK32).to_bytes(4, "big")
@@ -298,7 +298,7 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
     if (sa.encap is not None) != in_udp:
         raise EspError("UDP encapsulation does not match the SA" if not in_udp
                        else "UDP-encapsulated ESP on an SA without encapsulation")
-    cipher, min_body, overhead, alignment, gcm = sa._shape or _shape_of(sa)
+    cipher, min_body, overhead, alignment, gcm, salt = sa._shape or _shape_of(sa)
     body_len = len(esp) - ESP_HEADER
     if body_len < min_body:
         raise EspError("ESP packet truncated: shorter than IV, trailer and ICV")
@@ -317,7 +317,7 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
     try:
         if gcm is not None:
             # a plain slice: cheaper than a memoryview at these sizes (measured)
-            plaintext = gcm[0].decrypt(gcm[1] + esp[8:16], esp[16:], esp[:8])
+            plaintext = gcm.decrypt(salt + esp[8:16], esp[16:], esp[:8])
         else:
             esn_high = (seq >> 32).to_bytes(4, "big") if sa.esn else b""
             plaintext = cipher.open(esp[:ESP_HEADER], esn_high, esp[ESP_HEADER:])
@@ -348,12 +348,13 @@ def unseal(sa: SecurityAssociation, esp: bytes, in_udp: bool = False) -> tuple[b
 def _shape_of(sa: SecurityAssociation) -> tuple:
     """What ``seal`` and ``unseal`` need of an SA's suite, looked up once per SA: the
     cipher, the shortest body, the IV + ICV overhead, the alignment, and for AES-GCM
-    without ESN the keyed AESGCM and the salt, called inline per packet."""
+    without ESN the keyed AESGCM and the salt, called inline per packet (one flat tuple:
+    an SA that carried a packet keeps it)."""
     cipher = sa.cipher
     spec = cipher.spec
-    gcm = cipher.keyed() if spec.iv_size == 8 and not sa.esn else None
+    gcm, salt = cipher.keyed() if spec.iv_size == 8 and not sa.esn else (None, None)
     sa._shape = (cipher, spec.iv_size + spec.icv_size + 2, spec.iv_size + spec.icv_size,
-                 spec.alignment, gcm)
+                 spec.alignment, gcm, salt)
     return sa._shape
 
 

@@ -22,8 +22,9 @@ An error comes back as the same type with ``error`` set to the errno name
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..net.interface import IPAddress, as_address
@@ -36,6 +37,9 @@ POLICY_TYPES = ("SPDADD", "SPDDELETE", "SPDDUMP", "SPDFLUSH", "MIGRATE")
 MESSAGE_TYPES = SA_TYPES + POLICY_TYPES
 BROADCAST_TO_ALL = ("ADD", "UPDATE", "DELETE", "EXPIRE", "FLUSH", "SPDADD", "SPDDELETE",
                     "SPDFLUSH", "MIGRATE")
+# the same as sets: asked on every message (a tuple is searched item by item)
+_MESSAGE_TYPES = frozenset(MESSAGE_TYPES)
+_BROADCAST_TO_ALL = frozenset(BROADCAST_TO_ALL)
 KERNEL = "kernel"
 SPI_RANGE = (0x100, 0xFFFFFFFF)
 
@@ -84,7 +88,7 @@ class KeyMessage:
     note: str = ""
 
     def __post_init__(self) -> None:
-        if self.type not in MESSAGE_TYPES:
+        if self.type not in _MESSAGE_TYPES:
             raise ValueError(f"unknown key message type {self.type!r}")
 
     def describe(self) -> str:
@@ -118,6 +122,18 @@ class KeyMessage:
         return " ".join(parts)
 
 
+def _reply(message: KeyMessage, **changes: Any) -> KeyMessage:
+    """The engine's answer: a copy of ``message`` with ``changes`` (PF_KEY echoes the
+    request, RFC 2367 §1.4), made from its fields in one call -- ``dataclasses.replace``
+    would look each field up by name on every crossing."""
+    reply = KeyMessage(*_message_fields(message))
+    for name, value in changes.items():
+        setattr(reply, name, value)
+    return reply
+
+
+_message_fields = operator.attrgetter(*(f.name for f in fields(KeyMessage)))  # init order
+
 #: messages a key socket keeps in ``received`` (the newest)
 RECEIVED_KEPT = 64
 #: the sets of types sockets registered for, one object per set (every IKE daemon's
@@ -143,6 +159,8 @@ class _Newest(list):
 class KeySocket:
     """A module's handle on the key engine (a PF_KEY socket)."""
 
+    __slots__ = ("engine", "name", "registered", "listeners", "received")
+
     def __init__(self, engine: KeyEngine, name: str) -> None:
         self.engine = engine
         self.name = name
@@ -150,7 +168,8 @@ class KeySocket:
         self.registered: frozenset[str] = frozenset()
         self.listeners: list[Callable[[KeyMessage], None]] = []
         # the last messages delivered, for a notebook or a test to read; bounded, as a
-        # home agent's sockets see every MN's messages
+        # home agent's sockets see every MN's messages; kept only where the trace keeps
+        # the seam's events (:meth:`deliver`)
         self.received: list[KeyMessage] = _Newest(RECEIVED_KEPT)
 
     def send(self, message: KeyMessage) -> KeyMessage:
@@ -165,7 +184,10 @@ class KeySocket:
         self.listeners.append(callback)
 
     def deliver(self, message: KeyMessage) -> None:
-        self.received.append(message)
+        # kept while the trace keeps the crossings too: at level "counts" (a run at
+        # scale) neither is, and a mobile node's few sockets would keep all it was told
+        if self.engine.keeps("seam"):
+            self.received.append(message)
         for listener in list(self.listeners):
             listener(message)
 
@@ -177,6 +199,9 @@ class KeyEngine:
     come from the driver, so the engine stays deterministic and free of I/O. ``trace`` is
     a callable ``trace(kind, summary, **data)`` (the node's trace emitter).
     """
+
+    __slots__ = ("node", "sad", "spd", "clock", "random_spi", "trace", "keeps", "count",
+                 "sockets", "crossings", "_seq", "on_sa_added", "history")
 
     def __init__(self, node: str, sad: SecurityAssociationDatabase,
                  spd: SecurityPolicyDatabase, clock: Callable[[], int],
@@ -192,6 +217,9 @@ class KeyEngine:
         #: summary is written only when it is kept, the history of SAs only while frames
         #: are (it decrypts them)
         self.keeps: Callable[[str], bool] = lambda kind: True
+        #: ``count(kind)``: counts an event the trace does not keep, without making it
+        #: (:meth:`mip6lab.trace.Trace.count`); None: ``trace(kind, None)`` counts it
+        self.count: Callable[[str], None] | None = None
         self.sockets: dict[str, KeySocket] = {}
         self.crossings = 0
         self._seq = 0
@@ -209,25 +237,47 @@ class KeyEngine:
     # -- the seam --------------------------------------------------------------------------
 
     def _cross(self, message: KeyMessage, sender: str, receivers: list[str]) -> None:
+        if self.trace is not None and self.keeps("seam"):
+            self._write(message, sender, receivers)
+        else:
+            self._count()
+
+    def _count(self) -> None:
+        """A crossing the trace counts but does not keep (level "counts": a run at scale)."""
         self.crossings += 1
-        if self.trace is not None:   # counted at every level, summarized when kept
-            summary = f"{sender} → {', '.join(receivers) or '(nobody)'}: " \
-                f"{message.describe()}" if self.keeps("seam") else None
-            self.trace("seam", summary, sender=sender, receivers=receivers,
-                       message=message.type, error=message.error)
+        if self.trace is None:
+            return
+        if self.count is not None:
+            self.count("seam")
+        else:
+            self.trace("seam", None)
+
+    def _write(self, message: KeyMessage, sender: str, receivers: list[str]) -> None:
+        """A crossing the trace keeps: one ``seam`` event naming who heard what."""
+        self.crossings += 1
+        self.trace("seam", f"{sender} → {', '.join(receivers) or '(nobody)'}: "
+                   f"{message.describe()}", sender=sender, receivers=receivers,
+                   message=message.type, error=message.error)
 
     def submit(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         self._seq += 1
         message.seq = message.seq or self._seq
         message.sender = socket.name
-        self._cross(message, socket.name, [KERNEL])
-        handler = getattr(self, f"_do_{message.type.lower()}")
-        reply = handler(socket, message)
+        # asked once for both crossings: the handler between them writes no trace level
+        written = self.trace is not None and self.keeps("seam")
+        if written:
+            self._write(message, socket.name, [KERNEL])
+        else:
+            self._count()
+        reply = _HANDLERS[message.type](self, socket, message)
         reply.seq, reply.sender = message.seq, KERNEL
-        others = []
-        if reply.error is None and message.type in BROADCAST_TO_ALL:
+        others = ()
+        if reply.error is None and message.type in _BROADCAST_TO_ALL:
             others = [s for s in self.sockets.values() if s is not socket]
-        self._cross(reply, KERNEL, [socket.name] + [s.name for s in others])
+        if written:
+            self._write(reply, KERNEL, [socket.name] + [s.name for s in others])
+        else:
+            self._count()
         socket.deliver(reply)
         for other in others:
             other.deliver(reply)
@@ -247,18 +297,18 @@ class KeyEngine:
     # -- SA messages (RFC 2367 §3.1) ----------------------------------------------------------
 
     def _error(self, message: KeyMessage, errno: str, note: str = "") -> KeyMessage:
-        return replace(message, error=errno, note=note, dump=())
+        return _reply(message, error=errno, note=note, dump=())
 
     def _do_register(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         types = socket.registered | frozenset(message.registered_types)
         socket.registered = _REGISTERED.setdefault(types, types)
-        return replace(message)
+        return _reply(message)
 
     def _do_getspi(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         """Reserve an inbound SPI: a larval SA that UPDATE will complete (§3.1.1)."""
         for _ in range(1000):
             spi = self.random_spi()
-            if SPI_RANGE[0] <= spi <= SPI_RANGE[1] and self.sad.get(spi, "in") is None:
+            if SPI_RANGE[0] <= spi <= SPI_RANGE[1] and self.sad.inbound(spi) is None:
                 break
         else:
             return self._error(message, "EEXIST", "no free SPI")
@@ -267,7 +317,7 @@ class KeyEngine:
         larval = SecurityAssociation(spi, "in", src, dst, "aes128gcm16", b"", state="larval",
                                      created_us=self.clock())
         self.sad.add(larval)
-        return replace(message, spi=spi, sa=larval)
+        return _reply(message, spi=spi, sa=larval)
 
     def _do_update(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         """Complete a larval SA (or change a mature one) with the keys negotiated."""
@@ -282,7 +332,7 @@ class KeyEngine:
         self.sad.remove(existing)
         self.sad.add(sa)
         self._added(sa)
-        return replace(message)
+        return _reply(message)
 
     def _do_add(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         sa = message.sa
@@ -293,7 +343,7 @@ class KeyEngine:
         sa.created_us = sa.created_us or self.clock()
         self.sad.add(sa)
         self._added(sa)
-        return replace(message)
+        return _reply(message)
 
     def _added(self, sa: SecurityAssociation) -> None:
         if self.keeps("tx"):    # the keys of frames kept in the trace (none: no history)
@@ -308,18 +358,18 @@ class KeyEngine:
             return self._error(message, "ENOENT", "no such SA")
         self.sad.remove(sa)
         sa.state = "dead"
-        return replace(message, sa=sa)
+        return _reply(message, sa=sa)
 
     def _do_get(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         sa = self.sad.get(message.spi, message.direction, message.dst) \
             if message.spi is not None else None
         if sa is None:
             return self._error(message, "ENOENT", "no such SA")
-        return replace(message, sa=sa)
+        return _reply(message, sa=sa)
 
     def _do_acquire(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         # A key manager answers an ACQUIRE it cannot serve with an error (§3.1.6).
-        return replace(message)
+        return _reply(message)
 
     def _do_expire(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         return self._error(message, "EINVAL", "EXPIRE comes from the kernel only")
@@ -328,10 +378,10 @@ class KeyEngine:
         gone = self.sad.flush()
         for sa in gone:
             sa.state = "dead"
-        return replace(message, note=f"{len(gone)} SAs removed")
+        return _reply(message, note=f"{len(gone)} SAs removed")
 
     def _do_dump(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
-        return replace(message, dump=self.sad.table())
+        return _reply(message, dump=self.sad.table())
 
     # -- policy messages -------------------------------------------------------------------
 
@@ -346,20 +396,20 @@ class KeyEngine:
                                "same selectors")
         policy.owner = policy.owner or socket.name
         self.spd.add(policy)
-        return replace(message)
+        return _reply(message)
 
     def _do_spddelete(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         gone = self.spd.remove(message.policy_index) if message.policy_index else None
         if gone is None:
             return self._error(message, "ENOENT", "no such policy")
-        return replace(message, policy=gone)
+        return _reply(message, policy=gone)
 
     def _do_spddump(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
-        return replace(message, dump=self.spd.table())
+        return _reply(message, dump=self.spd.table())
 
     def _do_spdflush(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         gone = self.spd.flush()
-        return replace(message, note=f"{len(gone)} policies removed")
+        return _reply(message, note=f"{len(gone)} policies removed")
 
     def _do_migrate(self, socket: KeySocket, message: KeyMessage) -> KeyMessage:
         """Move one SPD entry's SAs to new endpoints (draft-sugimoto §4.1.4).
@@ -401,4 +451,8 @@ class KeyEngine:
                 if self.keeps("tx"):
                     self.history.append(copy.copy(sa))
                 moved += 1
-        return replace(message, note=f"{moved} SAs moved")
+        return _reply(message, note=f"{moved} SAs moved")
+
+
+#: the handler of each message type (``_do_<type>``), looked up once
+_HANDLERS = {name: getattr(KeyEngine, f"_do_{name.lower()}") for name in MESSAGE_TYPES}

@@ -67,6 +67,9 @@ class PeerAuthorizationEntry:
 class PeerAuthorizationDatabase:
     """An ordered PAD, searched by identity."""
 
+    # slots, not a dict, in every node's PAD (a mobile node is one of thousands)
+    __slots__ = ("entries", "_by_identity", "_owners")
+
     def __init__(self) -> None:
         self.entries: list[PeerAuthorizationEntry] = []
         self._by_identity: dict[tuple[str, str], PeerAuthorizationEntry] = {}

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Union
 
-from ..crypto.esp_suites import CipherSuite, make_suite, suite_spec
+from ..crypto.esp_suites import CipherSuite, check_keys, make_suite, suite_spec
 from ..net.interface import IPAddress, as_address
 from .replay import ReplayWindow
+from .selectors import address_key
 
 MAX_SEQ_32 = 0xFFFFFFFF
 MAX_SEQ_64 = 0xFFFFFFFFFFFFFFFF
@@ -84,11 +85,10 @@ class SecurityAssociation:
     _shape: tuple | None = field(default=None, repr=False, compare=False)  # esp.unseal's
     _templates: tuple | None = field(default=None, init=False, repr=False,
                                      compare=False)   # esp's header templates
-    spi_bytes: bytes = field(init=False, repr=False, compare=False)
-    # the (src, dst) the SAD filed it under (its between() index): the addresses may
-    # change (MIGRATE) before the SAD is told; on the SA, not in a per-SAD table by id
+    # the (src, dst) the SAD filed it under (its between() index, as address_key()s): the
+    # addresses may change (MIGRATE) before the SAD is told; on the SA, not in a per-SAD
+    # table by id
     _filed: tuple | None = field(default=None, init=False, repr=False, compare=False)
-    seq_limit: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out"):
@@ -101,12 +101,26 @@ class SecurityAssociation:
         self.dst = as_address(self.dst)
         if self.src.version != self.dst.version:
             raise ValueError("SA endpoints must be of one address family")
-        suite_spec(self.suite)  # fail early on an unknown suite
+        spec = suite_spec(self.suite)  # fail early on an unknown suite
         if self.state != "larval":
-            self.cipher  # noqa: B018 - key lengths are checked when the cipher is made
-        self.replay = ReplayWindow(self.replay_window_size, self.esn)
-        self.spi_bytes = self.spi.to_bytes(4, "big")
-        self.seq_limit = MAX_SEQ_64 if self.esn else MAX_SEQ_32
+            # the keys are checked now, the cipher keyed at the first packet: most SAs
+            # of a home agent's thousands wait long for one, some never carry any
+            check_keys(spec, self.enc_key, self.integ_key)
+        # anti-replay is the receiver's (RFC 4303 §3.4.3): an outbound SA has no window
+        if self.direction == "in":
+            self.replay = ReplayWindow(self.replay_window_size, self.esn)
+
+    # made when asked, not kept: a home agent holds thousands of SAs, most of which
+    # carry a packet now and then (``esp.seal`` asks once per packet)
+    @property
+    def spi_bytes(self) -> bytes:
+        """The SPI as it travels (RFC 4303 §2.1: 4 octets, network order)."""
+        return self.spi.to_bytes(4, "big")
+
+    @property
+    def seq_limit(self) -> int:
+        """The last sequence number before the counter would cycle (RFC 4303 §3.3.3)."""
+        return MAX_SEQ_64 if self.esn else MAX_SEQ_32
 
     @property
     def cipher(self) -> CipherSuite:
@@ -178,21 +192,28 @@ class SecurityAssociationDatabase:
     Inbound SAs are found by SPI alone, as RFC 4301 §4.1 allows for unicast (the SPI
     was chosen by this node, so it is unique here); outbound SAs by (SPI, destination),
     since different peers may choose the same SPI.
+
+    The indexes are keyed by :func:`~.selectors.address_key` (ints) where an address is
+    part of a key: an ipaddress object's hash is a Python call on every lookup.
     """
+
+    # slots, not a dict, in every node's SAD (a mobile node is one of thousands)
+    __slots__ = ("_inbound", "_outbound", "_outbound_to", "_between")
 
     def __init__(self) -> None:
         self._inbound: dict[int, SecurityAssociation] = {}
-        self._outbound: dict[tuple[int, IPAddress], SecurityAssociation] = {}
+        self._outbound: dict[tuple[int, Any], SecurityAssociation] = {}
         # outbound SAs by destination: a home agent's per-packet search stays small
-        self._outbound_to: dict[IPAddress, list[SecurityAssociation]] = {}
+        self._outbound_to: dict[Any, _Bucket] = {}
         # every SA by its (src, dst) as filed (``sa._filed``), for MIGRATE: one MN's SAs
-        # among all the home agent's. Buckets are short lists (a few SAs per pair), in
-        # filing order: a home agent holds two per MN, a list costs a third of a dict
-        self._between: dict[tuple[IPAddress, IPAddress], list[SecurityAssociation]] = {}
+        # among all the home agent's. A bucket (of either index) is the SA itself while it
+        # is the only one -- the usual case: a home agent files each of an MN's SAs under
+        # a pair of its own -- else a short list in filing order (:func:`_put`)
+        self._between: dict[tuple[Any, Any], _Bucket] = {}
 
     @staticmethod
     def _key(sa: SecurityAssociation):
-        return sa.spi if sa.direction == "in" else (sa.spi, sa.dst)
+        return sa.spi if sa.direction == "in" else (sa.spi, address_key(sa.dst))
 
     def _table(self, direction: str) -> dict:
         return self._inbound if direction == "in" else self._outbound
@@ -219,31 +240,24 @@ class SecurityAssociationDatabase:
             self._unpair(old)
         table[key] = sa
         if sa.direction == "out":
-            bucket = self._outbound_to.get(sa.dst)
-            if bucket is None:
-                self._outbound_to[sa.dst] = [sa]
-            elif not _swap(bucket, old, sa):   # a replaced SA keeps its place
-                bucket.append(sa)
+            _put(self._outbound_to, key[1], sa, old)
         self._unpair(sa)
-        pair = (sa.src, sa.dst)
-        bucket = self._between.get(pair)
-        if bucket is None:
-            sa._filed = pair
-            self._between[pair] = [sa]
-        else:
-            shared = bucket[0]._filed       # an equal tuple: share the bucket's own
-            sa._filed = shared if shared == pair else pair
-            bucket.append(sa)
+        pair = (address_key(sa.src), address_key(sa.dst))
+        first = _items(self._between, pair)
+        if first:
+            shared = first[0]._filed       # an equal tuple: share the bucket's own
+            pair = shared if shared == pair else pair
+        sa._filed = pair
+        _put(self._between, pair, sa)
 
     def _unpair(self, sa: SecurityAssociation) -> None:
         # where it was filed; else where its addresses say (an SA object filed in two
         # SADs, as a test may do, has the pair of the last one in ``_filed``)
-        for pair in (sa._filed, (sa.src, sa.dst)):
-            bucket = self._between.get(pair) if pair is not None else None
-            if bucket is not None and _drop(bucket, sa):
-                if not bucket:
-                    del self._between[pair]
-                return
+        filed = sa._filed
+        if filed is not None and _take(self._between, filed, sa):
+            return
+        if self._between:      # none filed yet: a node's first SA looks no further
+            _take(self._between, (address_key(sa.src), address_key(sa.dst)), sa)
 
     def _unfile(self, direction: str, key) -> SecurityAssociation | None:
         sa = self._table(direction).pop(key, None)
@@ -251,9 +265,7 @@ class SecurityAssociationDatabase:
             self._unpair(sa)
         if sa is not None and direction == "out":
             spi, dst = key
-            bucket = self._outbound_to.get(dst)
-            if bucket is not None and _drop(bucket, sa) and not bucket:
-                del self._outbound_to[dst]
+            _take(self._outbound_to, dst, sa)
         return sa
 
     def inbound(self, spi: int) -> SecurityAssociation | None:
@@ -265,21 +277,26 @@ class SecurityAssociationDatabase:
         if direction == "in":
             return self._inbound.get(spi)
         if dst is not None:
-            return self._outbound.get((spi, as_address(dst)))
+            return self._outbound.get((spi, address_key(as_address(dst))))
         return next((sa for (s, _), sa in self._outbound.items() if s == spi), None)
 
     def remove(self, sa: SecurityAssociation) -> SecurityAssociation | None:
         return self._unfile(sa.direction, self._key(sa))
 
     def rekey(self, sa: SecurityAssociation, old_key) -> None:
-        """Re-file ``sa`` after its destination changed (MIGRATE)."""
+        """Re-file ``sa`` after its destination changed (MIGRATE); ``old_key`` is the SPI
+        of an inbound SA, (SPI, old destination) of an outbound one."""
+        if type(old_key) is tuple:
+            spi, dst = old_key
+            old_key = (spi, address_key(as_address(dst)))
         self._unfile(sa.direction, old_key)
         self._file(sa, self._key(sa))
 
     def between(self, a: IPAddress, b: IPAddress) -> list[SecurityAssociation]:
         """The SAs from ``a`` to ``b`` and from ``b`` to ``a`` (an index, not a walk)."""
-        return [*self._between.get((a, b), ()),
-                *(self._between.get((b, a), ()) if a != b else ())]
+        a, b = address_key(as_address(a)), address_key(as_address(b))
+        return [*_items(self._between, (a, b)),
+                *(_items(self._between, (b, a)) if a != b else ())]
 
     def find(self, predicate: Callable[[SecurityAssociation], bool]) -> list[SecurityAssociation]:
         return [sa for sa in self if predicate(sa)]
@@ -287,7 +304,7 @@ class SecurityAssociationDatabase:
     def outbound_for(self, reqid: int, dst: IPAddress | None = None) -> SecurityAssociation | None:
         """The newest usable outbound SA made for policy ``reqid`` (to ``dst``)."""
         candidates = self._outbound.values() if dst is None else \
-            self._outbound_to.get(as_address(dst), ())
+            _items(self._outbound_to, address_key(as_address(dst)))
         found = [sa for sa in candidates
                  if sa.reqid == reqid and sa.state in ("mature", "dying")]
         return max(found, key=lambda sa: (sa.state == "mature", sa.created_us)) \
@@ -305,6 +322,47 @@ class SecurityAssociationDatabase:
 
     def table(self) -> list[dict[str, Any]]:
         return [sa.as_dict() for sa in self]
+
+
+#: what an index of the SAD files under a key: the one SA, or a list of several
+_Bucket = Union[SecurityAssociation, list[SecurityAssociation]]
+
+
+def _items(index: dict, key) -> list[SecurityAssociation] | tuple[SecurityAssociation, ...]:
+    """The SAs filed under ``key``, in filing order."""
+    bucket = index.get(key)
+    if bucket is None:
+        return ()
+    return bucket if type(bucket) is list else (bucket,)
+
+
+def _put(index: dict, key, sa: SecurityAssociation,
+         old: SecurityAssociation | None = None) -> None:
+    """File ``sa`` under ``key``, after the SAs there; in ``old``'s place if ``old`` (the
+    SA it replaces) is there. Alone it is the bucket itself, not a one-item list."""
+    bucket = index.get(key)
+    if bucket is None or (old is not None and bucket is old):
+        index[key] = sa
+    elif type(bucket) is list:
+        if not _swap(bucket, old, sa):
+            bucket.append(sa)
+    else:
+        index[key] = [bucket, sa]
+
+
+def _take(index: dict, key, sa: SecurityAssociation) -> bool:
+    """Unfile ``sa`` itself (not an equal SA) from ``key``; whether it was there."""
+    bucket = index.get(key)
+    if type(bucket) is list:
+        if not _drop(bucket, sa):
+            return False
+        if len(bucket) == 1:
+            index[key] = bucket[0]
+        return True
+    if bucket is not None and bucket is sa:
+        del index[key]
+        return True
+    return False
 
 
 def _drop(bucket: list, sa: SecurityAssociation) -> bool:

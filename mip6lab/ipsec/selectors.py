@@ -37,7 +37,7 @@ ROUTING_TYPE_2 = 2
 MH_TYPES = {"BRR": 0, "HoTI": 1, "CoTI": 2, "HoT": 3, "CoT": 4, "BU": 5, "BA": 6, "BE": 7}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PacketSelectors:
     """The selector values of one packet, as its sender wrote them."""
 
@@ -53,6 +53,41 @@ class PacketSelectors:
     wire_dst: IPAddress | None = None
 
 
+#: address objects by their packed bytes: a packet names the addresses of the exchanges in
+#: progress, met a moment ago; one shared object each (a dict keyed by bytes hashes in C,
+#: where making an ipaddress object is a Python call, and identity spares the SPD's and
+#: SAD's dict lookups an ``__eq__``). A cache of the moment: emptied when it is full.
+_ADDRESSES: dict[bytes, IPAddress] = {}
+_ADDRESSES_KEPT = 4096
+
+
+def _address(packed: bytes) -> IPAddress:
+    """The address of 4 or 16 packed octets (one object per value of the moment)."""
+    if type(packed) is not bytes:     # a slice of a bytearray or memoryview
+        packed = bytes(packed)
+    found = _ADDRESSES.get(packed)
+    if found is None:
+        if len(_ADDRESSES) >= _ADDRESSES_KEPT:
+            _ADDRESSES.clear()
+        found = _ADDRESSES[packed] = ipaddress.IPv6Address(packed) if len(packed) == 16 \
+            else ipaddress.IPv4Address(packed)
+    return found
+
+
+#: where IPv4 addresses go among :func:`address_key`'s ints: above every IPv6 value
+_IPV4_KEYS = 1 << 128
+
+
+def address_key(address: IPAddress):
+    """An address as an internal dict key: an int, which hashes in C, where an ipaddress
+    object's ``__hash__`` is a Python call on every lookup. IPv6 keeps its value, IPv4 is
+    put above every IPv6 value (::1.2.3.4 and 1.2.3.4 stay apart); a scoped IPv6 address
+    (fe80::1%eth0) stays itself, as its scope is part of its identity."""
+    if type(address) is ipaddress.IPv6Address:
+        return address._ip if address._scope_id is None else address
+    return address._ip | _IPV4_KEYS
+
+
 def packet_selectors(packet: bytes) -> PacketSelectors:
     """Selector values of an IPv6 or IPv4 packet."""
     if not packet:
@@ -61,15 +96,15 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
         ihl = (packet[0] & 0x0F) * 4
         if ihl < 20 or len(packet) < ihl:
             raise MalformedPacket("IPv4 header truncated or IHL below 5")
-        src, dst = ipaddress.IPv4Address(packet[12:16]), ipaddress.IPv4Address(packet[16:20])
+        src, dst = _address(packet[12:16]), _address(packet[16:20])
         later_fragment = int.from_bytes(packet[6:8], "big") & 0x1FFF != 0
         return _upper(packet, ihl, packet[9], src, dst, None, None, opaque=later_fragment)
     if packet[0] >> 4 != 6:
         raise MalformedPacket(f"not an IP packet (version {packet[0] >> 4})")
     if len(packet) < 40:
         raise MalformedPacket("IPv6 header truncated")
-    src = ipaddress.IPv6Address(packet[8:24])
-    dst = ipaddress.IPv6Address(packet[24:40])
+    src = _address(packet[8:24])
+    dst = _address(packet[24:40])
     home_src = home_dst = None
     later_fragment = False
     nh, offset = packet[6], 40
@@ -78,7 +113,7 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
         if nh == IPPROTO_DSTOPTS:
             home_src = _home_address_option(packet[offset + 2:offset + length]) or home_src
         elif nh == IPPROTO_ROUTING and packet[offset + 2] == ROUTING_TYPE_2 and length >= 24:
-            home_dst = ipaddress.IPv6Address(packet[offset + 8:offset + 24])
+            home_dst = _address(packet[offset + 8:offset + 24])
         elif nh == IPPROTO_FRAGMENT:
             later_fragment = int.from_bytes(packet[offset + 2:offset + 4], "big") >> 3 != 0
         nh = packet[offset]
@@ -123,7 +158,7 @@ def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
     i, size = found
     if size != 16 or i + 18 > len(options):
         raise MalformedPacket("Home Address option with a wrong length")
-    return ipaddress.IPv6Address(options[i + 2:i + 18])
+    return _address(options[i + 2:i + 18])
 
 
 def _upper(packet: bytes, offset: int, protocol: int, src: IPAddress, dst: IPAddress,
@@ -131,16 +166,20 @@ def _upper(packet: bytes, offset: int, protocol: int, src: IPAddress, dst: IPAdd
            opaque: bool = False) -> PacketSelectors:
     """Ports, ICMP type/code or MH type; none for a non-initial fragment, whose ports
     are OPAQUE (RFC 4301 §4.4.1.1): only an entry with ANY ports can match it."""
-    rest = packet[offset:]
-    values: dict[str, int] = {}
+    # positional, without slicing the rest of the packet: this runs on every packet
+    left = len(packet) - offset
     if opaque:
         pass
-    elif protocol in (IPPROTO_TCP, IPPROTO_UDP) and len(rest) >= 4:
-        values = {"sport": int.from_bytes(rest[0:2], "big"),
-                  "dport": int.from_bytes(rest[2:4], "big")}
-    elif protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(rest) >= 2:
-        values = {"icmp_type": rest[0], "icmp_code": rest[1]}
-    elif protocol == IPPROTO_MH and len(rest) >= 3:
-        values = {"mh_type": rest[2]}
-    return PacketSelectors(src, dst, protocol, wire_src=wire_src, wire_dst=wire_dst,
-                           **values)
+    elif protocol in (IPPROTO_TCP, IPPROTO_UDP) and left >= 4:
+        return PacketSelectors(src, dst, protocol,
+                               packet[offset] << 8 | packet[offset + 1],
+                               packet[offset + 2] << 8 | packet[offset + 3],
+                               None, None, None, wire_src, wire_dst)
+    elif protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6) and left >= 2:
+        return PacketSelectors(src, dst, protocol, None, None, packet[offset],
+                               packet[offset + 1], None, wire_src, wire_dst)
+    elif protocol == IPPROTO_MH and left >= 3:
+        return PacketSelectors(src, dst, protocol, None, None, None, None,
+                               packet[offset + 2], wire_src, wire_dst)
+    return PacketSelectors(src, dst, protocol, None, None, None, None, None,
+                           wire_src, wire_dst)

@@ -23,13 +23,13 @@ everything not named in a policy flows in the clear, and says so in its trace.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from .. import addresses
 from ..net.interface import IPAddress, IPNetwork
-from .selectors import MH_TYPES, PacketSelectors
+from .selectors import MH_TYPES, PacketSelectors, address_key
 
 PROTECT, BYPASS, DISCARD = "protect", "bypass", "discard"
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 135: "mh", 50: "esp"}
@@ -39,9 +39,11 @@ AddressSelector = Union[IPNetwork, None]
 
 
 def _network(value: Any) -> AddressSelector:
-    if value in (None, "any", "*"):
+    # one network object per value of the moment: a home agent's entries all name its
+    # own address, and each MN's home address is named by both ends' entries
+    if value is None or value == "any" or value == "*":
         return None
-    return ipaddress.ip_network(value, strict=False)
+    return addresses.network(value)
 
 
 def _port_range(value: Any) -> tuple[int, int] | None:
@@ -72,6 +74,18 @@ class Selectors:
     icmp_code: int | None = None
     local_mh_type: int | None = None
     remote_mh_type: int | None = None
+    # the hash, made at the first ask: the SPD files and finds entries by their
+    # selectors (SPDADD, MIGRATE), and a network's hash is a Python call (two a time)
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        value = self._hash
+        if value is None:
+            value = hash((self.local, self.remote, self.protocol, self.local_port,
+                          self.remote_port, self.icmp_type, self.icmp_code,
+                          self.local_mh_type, self.remote_mh_type))
+            object.__setattr__(self, "_hash", value)    # frozen: set once, from within
+        return value
 
     @classmethod
     def make(cls, local: Any = None, remote: Any = None, protocol: Any = None,
@@ -85,16 +99,27 @@ class Selectors:
                    _mh_type(local_mh_type), _mh_type(remote_mh_type))
 
     def matches(self, packet: PacketSelectors, outbound: bool) -> bool:
-        """Whether the packet, seen in its direction, falls under these selectors."""
-        local, remote = (packet.src, packet.dst) if outbound else (packet.dst, packet.src)
-        if not _in(local, self.local) or not _in(remote, self.remote):
+        """Whether the packet, seen in its direction, falls under these selectors.
+
+        Every selector must hold, so the order of the tests is free: the integer ones
+        come first (they reject most packets: an IKE datagram against an MH entry), the
+        address ones, which cost a Python call each, last. Runs on every packet."""
+        protocol = self.protocol
+        if protocol is not None and packet.protocol != protocol:
             return False
-        if self.protocol is not None and packet.protocol != self.protocol:
+        if outbound:
+            local, remote, local_port, remote_port = \
+                packet.src, packet.dst, packet.sport, packet.dport
+        else:
+            local, remote, local_port, remote_port = \
+                packet.dst, packet.src, packet.dport, packet.sport
+        wanted = self.local_port
+        if wanted is not None and (local_port is None or
+                                   not wanted[0] <= local_port <= wanted[1]):
             return False
-        local_port, remote_port = (packet.sport, packet.dport) if outbound \
-            else (packet.dport, packet.sport)
-        if not _port_in(local_port, self.local_port) or \
-                not _port_in(remote_port, self.remote_port):
+        wanted = self.remote_port
+        if wanted is not None and (remote_port is None or
+                                   not wanted[0] <= remote_port <= wanted[1]):
             return False
         if self.icmp_type is not None and packet.icmp_type != self.icmp_type:
             return False
@@ -104,7 +129,11 @@ class Selectors:
             wanted = self.local_mh_type if outbound else self.remote_mh_type
             if wanted is None or packet.mh_type != wanted:
                 return False
-        return True
+        network = self.local
+        if network is not None and not _in(local, network):
+            return False
+        network = self.remote
+        return network is None or _in(remote, network)
 
     def describe(self) -> str:
         parts = [f"local={self.local or 'any'}", f"remote={self.remote or 'any'}"]
@@ -128,10 +157,6 @@ class Selectors:
 
 def _in(address: IPAddress, network: AddressSelector) -> bool:
     return network is None or (address.version == network.version and address in network)
-
-
-def _port_in(port: int | None, wanted: tuple[int, int] | None) -> bool:
-    return wanted is None or (port is not None and wanted[0] <= port <= wanted[1])
 
 
 @dataclass(slots=True)
@@ -246,7 +271,13 @@ class SecurityPolicyDatabase:
     a short list; a lookup walks the two candidate lists merged in SPD order, so the
     first match is the same one a scan of the whole list would find. Entries are also
     filed by their selectors, for ``find(selectors=...)`` (SPDADD's EEXIST, MIGRATE).
+    A key of either index that names one entry holds the entry itself, not a list (the
+    usual case: a list each would be a third of a home agent's SPD).
     """
+
+    # slots, not a dict, in every node's SPD (a mobile node is one of thousands)
+    __slots__ = ("default_action", "policies", "_next_index", "_rank", "_by_remote",
+                 "_wildcards", "_by_selectors")
 
     def __init__(self, default_action: str = DISCARD) -> None:
         if default_action not in (BYPASS, DISCARD):
@@ -257,9 +288,10 @@ class SecurityPolicyDatabase:
         # policy index -> SPD position key; None while every entry was appended, when
         # the indexes themselves are in SPD order (a home agent's case: no dict needed)
         self._rank: dict[int, int] | None = None
-        self._by_remote: dict[IPAddress, list[SecurityPolicy]] = {}
+        # keyed by :func:`~.selectors.address_key` (an int): looked up on every packet
+        self._by_remote: dict[Any, SecurityPolicy | list[SecurityPolicy]] = {}
         self._wildcards: list[SecurityPolicy] = []
-        self._by_selectors: dict[Selectors, list[SecurityPolicy]] = {}
+        self._by_selectors: dict[Selectors, SecurityPolicy | list[SecurityPolicy]] = {}
 
     def __iter__(self):
         return iter(list(self.policies))
@@ -295,10 +327,13 @@ class SecurityPolicyDatabase:
     # -- the index -------------------------------------------------------------------------
 
     @staticmethod
-    def _remote_host(policy: SecurityPolicy) -> IPAddress | None:
+    def _remote_host(policy: SecurityPolicy):
+        """The :func:`~.selectors.address_key` of the one address the entry's remote
+        selector names, or None (a wildcard or a prefix)."""
         remote = policy.selectors.remote
-        return remote.network_address if remote is not None and \
-            remote.num_addresses == 1 else None
+        # by the prefix length: num_addresses would keep a broadcast_address per network
+        return address_key(remote.network_address) if remote is not None and \
+            remote.prefixlen == remote.max_prefixlen else None
 
     def _file(self, policy: SecurityPolicy) -> None:
         host = self._remote_host(policy)
@@ -310,14 +345,11 @@ class SecurityPolicyDatabase:
 
     def _unfile(self, policy: SecurityPolicy) -> None:
         host = self._remote_host(policy)
-        bucket = self._by_remote.get(host, []) if host is not None else self._wildcards
-        bucket.remove(policy)
-        if host is not None and not bucket:
-            del self._by_remote[host]
-        same = self._by_selectors[policy.selectors]
-        same.remove(policy)
-        if not same:
-            del self._by_selectors[policy.selectors]
+        if host is None:
+            self._wildcards.remove(policy)
+        else:
+            _discard(self._by_remote, host, policy)
+        _discard(self._by_selectors, policy.selectors, policy)
 
     def _reindex(self) -> None:
         self._rank = {p.index: i for i, p in enumerate(self.policies)}
@@ -328,15 +360,24 @@ class SecurityPolicyDatabase:
     # -- searching -------------------------------------------------------------------------
 
     def find(self, **attributes: Any) -> list[SecurityPolicy]:
-        candidates = self._by_selectors.get(attributes["selectors"], []) \
-            if "selectors" in attributes else self.policies
-        return [p for p in candidates
+        if "selectors" not in attributes:
+            return [p for p in self.policies
+                    if all(getattr(p, k) == v for k, v in attributes.items())]
+        # the entries filed under equal selectors: only the other attributes to compare
+        selectors = attributes.pop("selectors")
+        return [p for p in _bucket(self._by_selectors, selectors)
                 if all(getattr(p, k) == v for k, v in attributes.items())]
 
     def lookup(self, packet: PacketSelectors, outbound: bool) -> SecurityPolicy | None:
         """The first entry that applies, or None (then the default action holds)."""
         remote = packet.dst if outbound else packet.src
-        for policy in self._candidates(self._by_remote.get(remote, ()), self._wildcards):
+        hosts = _bucket(self._by_remote, address_key(remote))
+        wildcards = self._wildcards
+        # merged only when both lists have entries (a home agent's BYPASS entries for
+        # IKE are wildcards, each MN's entries are filed under its home address)
+        candidates = self._candidates(hosts, wildcards) if hosts and wildcards \
+            else hosts or wildcards
+        for policy in candidates:
             if policy.applies(packet, outbound):
                 if outbound:
                     policy.hits.out += 1
@@ -371,9 +412,32 @@ class SecurityPolicyDatabase:
 
 
 def _append(index: dict, key: Any, policy: SecurityPolicy) -> None:
-    """File ``policy`` under ``key``: a new bucket is a one-item list, not a grown one."""
+    """File ``policy`` under ``key``: alone, the entry itself; else a list, in SPD order."""
     bucket = index.get(key)
     if bucket is None:
-        index[key] = [policy]
-    else:
+        index[key] = policy
+    elif type(bucket) is list:
         bucket.append(policy)
+    else:
+        index[key] = [bucket, policy]
+
+
+def _bucket(index: dict, key: Any) -> list[SecurityPolicy] | tuple[SecurityPolicy, ...]:
+    """The entries filed under ``key``, in SPD order."""
+    bucket = index.get(key)
+    if bucket is None:
+        return ()
+    return bucket if type(bucket) is list else (bucket,)
+
+
+def _discard(index: dict, key: Any, policy: SecurityPolicy) -> None:
+    """Unfile ``policy`` from ``key`` (ValueError if it is not there)."""
+    bucket = index.get(key)
+    if type(bucket) is list:
+        bucket.remove(policy)
+        if len(bucket) == 1:
+            index[key] = bucket[0]
+    elif bucket is not None and (bucket is policy or bucket == policy):
+        del index[key]
+    else:
+        raise ValueError(f"policy #{policy.index} is not filed under {key}")

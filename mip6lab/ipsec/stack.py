@@ -50,16 +50,21 @@ ACQUIRE_HOLDDOWN = 1.0   # seconds between two ACQUIREs for the same policy
 class IPsecStack:
     """The IPsec subsystem of one node."""
 
+    # slots, not a dict: every mobile node has one
+    __slots__ = ("node", "sad", "spd", "pad", "engine", "stats", "_keepalive",
+                 "_last_acquire", "_timers", "_inner_checked", "last_input")
+
     def __init__(self, node: Node, default_action: str = BYPASS) -> None:
         self.node = node
         self.sad = SecurityAssociationDatabase()
         self.spd = SecurityPolicyDatabase(default_action)
         self.pad = PeerAuthorizationDatabase()
-        self.engine = KeyEngine(node.name, self.sad, self.spd, lambda: node.sim.now_us,
-                                lambda: node.sim.random.randint(0x100, 0xFFFFFFFF),
-                                self._trace_seam)
+        # bound methods, not closures: a mobile node's stack is one of thousands
+        self.engine = KeyEngine(node.name, self.sad, self.spd, self._now_us,
+                                self._random_spi, self._trace_seam)
         self.engine.on_sa_added.append(self._arm_lifetimes)
         self.engine.keeps = node.trace.keeps
+        self.engine.count = node.trace.count
         self.stats = {"protected": 0, "decapsulated": 0, "bypassed": 0, "discarded": 0,
                       "dropped_in": 0, "acquires": 0, "keepalives": 0,
                       "keepalives_sent": 0}
@@ -71,6 +76,12 @@ class IPsecStack:
         # RFC 4877 §4.2 wants the home agent to know which identity protected a BU
         self.last_input: SecurityAssociation | None = None
         node.ipsec = self
+
+    def _now_us(self) -> int:
+        return self.node.sim.now_us
+
+    def _random_spi(self) -> int:
+        return self.node.sim.random.randint(0x100, 0xFFFFFFFF)
 
     # -- trace -----------------------------------------------------------------------------
 
@@ -152,6 +163,10 @@ class IPsecStack:
             self._inner_checked = False
             return packet
         self.last_input = None
+        if _plainly_clear(packet):     # most packets: no ESP walk, no EspError raised
+            if _is_neighbor_discovery(packet):
+                return packet
+            return self._input_clear(packet)
         try:
             locate_esp(packet)
             is_esp = True
@@ -281,6 +296,23 @@ class IPsecStack:
 
 def _rule(policy: SecurityPolicy | None) -> str:
     return policy.describe() if policy is not None else "no SPD entry (default action)"
+
+
+#: next headers after which an IPv6 packet may still hold ESP (extensions, ESP, UDP)
+_MAYBE_ESP = frozenset((0, 43, 44, 60, 50, 17))
+
+
+def _plainly_clear(packet: bytes) -> bool:
+    """Whether an IPv6 packet is clearly not ESP from its fixed header alone: its next
+    header is no extension, not ESP (RFC 4303 §2), not UDP to port 4500 (RFC 3948 §2.1).
+    What :func:`~.esp.locate_esp` would refuse with an EspError, without walking the
+    packet or raising; False means "ask locate_esp" (IPv4, extensions, ESP, NAT-T)."""
+    if len(packet) < 40 or packet[0] >> 4 != 6:
+        return False
+    nh = packet[6]
+    if nh == 17:
+        return len(packet) < 48 or packet[42] != 0x11 or packet[43] != 0x94   # 4500
+    return nh not in _MAYBE_ESP
 
 
 def _is_neighbor_discovery(packet: bytes) -> bool:

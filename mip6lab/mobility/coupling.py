@@ -58,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import addresses
 from ..ikev2.config import IkeConfig
 from ..ikev2.daemon import ChildSaInstallFailed, IkeDaemon
 from ..ikev2.sa import AddressAssigned, ChildSaEstablished, IkeSa, IkeSaEstablished, IkeSaFailed
@@ -86,20 +87,33 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _ipv6(value) -> ipaddress.IPv6Address:
+    """An IPv6 address, the object every mobile node's coupling shares for its home agent."""
+    address = addresses.address(value)
+    return address if address.version == 6 else ipaddress.IPv6Address(value)
+
+
+def _host(address) -> str:
+    """``"address/128"`` (``/32``): a host's network as text, the address's text made once
+    for every entry that names it (:mod:`mip6lab.addresses`)."""
+    address = addresses.address(address)
+    return f"{addresses.text(address)}/{128 if address.version == 6 else 32}"
+
+
 def bu_selectors(home_address: IPv6, home_agent: IPv6, *, at_home_agent: bool) -> Selectors:
     """RFC 4877 §7.2: "IF local_address = home_address_1 & remote_address = home_agent_1 &
     proto = MH & local_mh_type = BU & remote_mh_type = BAck" (the MN's entry), and its
     mirror at the home agent."""
     if at_home_agent:
-        return Selectors.make(f"{home_agent}/128", f"{home_address}/128", "mh",
+        return Selectors.make(_host(home_agent), _host(home_address), "mh",
                               local_mh_type="BA", remote_mh_type="BU")
-    return Selectors.make(f"{home_address}/128", f"{home_agent}/128", "mh",
+    return Selectors.make(_host(home_address), _host(home_agent), "mh",
                           local_mh_type="BU", remote_mh_type="BA")
 
 
 def payload_selectors(home_address, *, at_home_agent: bool) -> Selectors:
     """RFC 4877 §7.2's payload entry: every packet of the home address, in tunnel mode."""
-    host = f"{home_address}/{128 if home_address.version == 6 else 32}"
+    host = _host(home_address)
     anywhere = "::/0" if home_address.version == 6 else "0.0.0.0/0"
     return Selectors.make(anywhere, host) if at_home_agent else Selectors.make(host, anywhere)
 
@@ -163,15 +177,24 @@ class _Coupling:
 
     # -- the seam's trace ------------------------------------------------------------------
 
-    def _cross(self, sender: str, receiver: str, summary: str, **data: Any) -> None:
-        self.node.trace.emit(self.node.name, "coupling", "seam",
-                             f"{sender} → {receiver}: {summary}", sender=sender,
-                             receivers=[receiver], message=summary.split(" ")[0], **data)
+    def _cross(self, sender: str, receiver: str, summary: str | Callable[[], str],
+               **data: Any) -> None:
+        """One crossing; ``summary`` may be a function that writes it, called only when
+        the trace keeps the event (at level "counts" a crossing is only counted)."""
+        trace = self.node.trace
+        if not trace.keeps("seam"):
+            trace.emit(self.node.name, "coupling", "seam")
+            return
+        if callable(summary):
+            summary = summary()
+        trace.emit(self.node.name, "coupling", "seam", f"{sender} → {receiver}: {summary}",
+                   sender=sender, receivers=[receiver], message=summary.split(" ")[0],
+                   **data)
 
-    def _request(self, summary: str, **data: Any) -> None:
+    def _request(self, summary: str | Callable[[], str], **data: Any) -> None:
         self._cross(MOBILITY, self.ike.name, summary, **data)
 
-    def _heard(self, summary: str, **data: Any) -> None:
+    def _heard(self, summary: str | Callable[[], str], **data: Any) -> None:
         self._cross(self.ike.name, MOBILITY, summary, **data)
 
     def _ike_event(self, sa: IkeSa, event: Any) -> None:
@@ -217,7 +240,7 @@ class MobileNodeCoupling(_Coupling):
                  spd_owner: str = "mobility", k_bit: bool = True,
                  protect_payload: bool = True) -> None:
         super().__init__(node, ike, spd_owner=spd_owner, k_bit=k_bit)
-        self.home_agent = ipaddress.IPv6Address(home_agent)
+        self.home_agent = _ipv6(home_agent)
         self.home_agent4 = ipaddress.IPv4Address(home_agent4) if home_agent4 else None
         self.hoa_mode = _check("hoa_mode", hoa_mode, HOA_MODES)
         self.protect_payload = protect_payload
@@ -260,7 +283,7 @@ class MobileNodeCoupling(_Coupling):
         return replace(base, request=request, mode="transport",
                        first_child=self.hoa_mode == "address",
                        local_ts=[mh_type_selector("::/0", "BU")],
-                       remote_ts=[mh_type_selector(f"{ha}/128", "BA")],
+                       remote_ts=[mh_type_selector(_host(ha), "BA")],
                        reqid_by_mode={"transport": BU_REQID, "tunnel": PAYLOAD_REQID},
                        always_nat_t=local.version == 4)
 
@@ -275,21 +298,22 @@ class MobileNodeCoupling(_Coupling):
             # moved again before the last one finished: that SA's address is gone
             self._request(f"DISCARD IKE SA {self.ike_sa.local} ↔ {self.ike_sa.remote}")
             self.ike.forget(self.ike_sa)
-        self._request(f"INITIATE IKE SA {coa} → {peer}, CFG_REQUEST "
-                      f"{'INTERNAL_IP6_ADDRESS' if self.hoa_mode == 'address' else 'MIP6_HOME_PREFIX'}",
-                      peer=str(peer), local=str(coa))
+        peer_text, coa_text = addresses.text(peer), addresses.text(coa)
+        wanted = "INTERNAL_IP6_ADDRESS" if self.hoa_mode == "address" else "MIP6_HOME_PREFIX"
+        self._request(lambda: f"INITIATE IKE SA {coa_text} → {peer_text}, CFG_REQUEST {wanted}",
+                      peer=peer_text, local=coa_text)
         self.ike_exchanges_started += 1
         self.ike_endpoint = coa
-        self.ike_sa = self.ike.initiate(str(peer), local=str(coa), config=self._config(coa))
+        self.ike_sa = self.ike.initiate(peer_text, local=coa_text, config=self._config(coa))
         return self.ike_sa
 
     def _ike_event(self, sa: IkeSa, event: Any) -> None:
         if sa is not self.ike_sa:
             return
         if isinstance(event, AddressAssigned):
-            self._heard(f"{event.attribute} {event.value}", attribute=event.attribute)
+            self._heard(lambda: f"{event.attribute} {event.value}", attribute=event.attribute)
             if event.attribute == "INTERNAL_IP6_ADDRESS":
-                interface = ipaddress.ip_interface(event.value)
+                interface = addresses.interface(event.value)
                 self._home_address(interface.ip, interface.network)
             elif event.attribute == "MIP6_HOME_PREFIX":
                 value = event.value      # the initiator reads a HomePrefix(prefix, lifetime)
@@ -298,14 +322,14 @@ class MobileNodeCoupling(_Coupling):
                 self.node.announce("coupling", f"home address {hoa} autoconfigured from "
                                    f"MIP6_HOME_PREFIX {prefix} (RFC 5026 §5.3.2)")
                 self._home_address(hoa, prefix)
-                self._create_child("transport", [mh_type_selector(f"{hoa}/128", "BU")],
-                                   [mh_type_selector(f"{self.home_agent}/128", "BA")])
+                self._create_child("transport", [mh_type_selector(_host(hoa), "BU")],
+                                   [mh_type_selector(_host(self.home_agent), "BA")])
         elif isinstance(event, ChildSaEstablished):
-            self._heard(f"CHILD_SA {event.mode} in 0x{event.inbound_spi:08x} "
+            self._heard(lambda: f"CHILD_SA {event.mode} in 0x{event.inbound_spi:08x} "
                         f"out 0x{event.outbound_spi:08x}", mode=event.mode)
             if event.mode == "transport" and self.protect_payload:
                 self._create_child("tunnel", [TrafficSelector.from_network(
-                    f"{self.home_address}/128")], [TrafficSelector.from_network("::/0")])
+                    _host(self.home_address))], [TrafficSelector.from_network("::/0")])
             else:
                 self._sas_ready()
         elif isinstance(event, ChildSaInstallFailed):
@@ -350,7 +374,7 @@ class MobileNodeCoupling(_Coupling):
                           f"(BU unanswered {transmissions} times)")
 
     def _create_child(self, mode: str, local_ts, remote_ts) -> None:
-        self._request(f"CREATE_CHILD_SA {mode} {', '.join(map(str, local_ts))} ↔ "
+        self._request(lambda: f"CREATE_CHILD_SA {mode} {', '.join(map(str, local_ts))} ↔ "
                       f"{', '.join(map(str, remote_ts))}", mode=mode)
         self.ike_exchanges_started += 1
         self.ike.create_child(self.ike_sa, mode=mode, local_ts=local_ts, remote_ts=remote_ts)
@@ -409,7 +433,7 @@ class MobileNodeCoupling(_Coupling):
             return
         self.ready = True
         self.node.announce("coupling", f"BU/BA SA{' and payload SA' if self.protect_payload else ''}"
-                           f" ready for {self.home_address}")
+                           f" ready for {addresses.text(self.home_address)}")
         for listener in list(self.on_ready):
             listener()
 
@@ -485,7 +509,7 @@ class HomeAgentCoupling(_Coupling):
     def __init__(self, node: Node, ike: IkeDaemon, home_agent: str, *,
                  spd_owner: str = "mobility", k_bit: bool = True) -> None:
         super().__init__(node, ike, spd_owner=spd_owner, k_bit=k_bit)
-        self.home_agent = ipaddress.IPv6Address(home_agent)
+        self.home_agent = _ipv6(home_agent)
         self.payload_protected: dict[IPv6, bool] = {}
         self.identities: dict[IPv6, str] = {}      # HoA -> the IKE identity it came with
 
@@ -494,15 +518,16 @@ class HomeAgentCoupling(_Coupling):
             return
         identity = sa.peer_identity
         if isinstance(event, AddressAssigned) and event.attribute == "INTERNAL_IP6_ADDRESS":
-            hoa = ipaddress.ip_interface(event.value).ip
-            self._heard(f"{event.attribute} {hoa} given to {identity}", identity=identity)
+            hoa = addresses.interface(event.value).ip
+            self._heard(lambda: f"{event.attribute} {hoa} given to {identity}",
+                        identity=identity)
             self._learn(hoa, identity)
         elif isinstance(event, ChildSaEstablished):
             hoa = _single_address(event.remote_ts)
             if hoa is None or hoa.version != 6:
                 return
-            self._heard(f"CHILD_SA {event.mode} for {hoa} with {identity}", identity=identity,
-                        mode=event.mode)
+            self._heard(lambda: f"CHILD_SA {event.mode} for {hoa} with {identity}",
+                        identity=identity, mode=event.mode)
             if event.mode == "transport":
                 self._learn(hoa, identity)      # RFC 5026 §5.3.2: the TSi tells the HoA
             else:
@@ -595,6 +620,6 @@ def _single_address(selectors) -> ipaddress._BaseAddress | None:
     if len(selectors) != 1:
         return None
     network = selectors[0].network()
-    if network is None or network.num_addresses != 1:
+    if network is None or network.prefixlen != network.max_prefixlen:
         return None
     return network.network_address

@@ -36,6 +36,7 @@ from scapy.packet import Packet
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ikev2.pools import AddressPool, PoolExhausted
 from ..net.frames import solicited_node
+from ..addresses import text
 from ..net.interface import as_address
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
@@ -239,9 +240,9 @@ class HomeAgent:
             result = self.cache.process_bu(request, identity, self.coupling.home_addresses,
                                            self.node.sim.now_us,
                                            duplicate_address=self._duplicate)
-            self._announce(f"BU from {identity} for {hoa} seq {bu.sequence}: "
+            self._announce(f"BU from {identity} for {text(hoa)} seq {bu.sequence}: "
                            f"{result.status.name} ({int(result.status)})",
-                           status=int(result.status), home_address=str(hoa),
+                           status=int(result.status), home_address=text(hoa),
                            identity=identity)
             for event in result.events:
                 self._act(event, request, existing, identity, source, udp, v4hoa)
@@ -302,7 +303,7 @@ class HomeAgent:
         if not asked.is_unspecified or self.ipv4_pool is None:
             return asked
         try:
-            address = self.ipv4_pool.allocate(str(hoa))
+            address = self.ipv4_pool.allocate(text(hoa))
         except PoolExhausted:
             return asked
         # RFC 5555 §5: "the home agent MUST store the IPv4 address corresponding to the
@@ -328,9 +329,9 @@ class HomeAgent:
                 self._advertise(entry.home_address)
             if isinstance(self.coupling, HomeAgentAuthOption):
                 self.coupling.binding_registered(entry)     # the what-if's payload SAs
-            self._announce(f"binding {entry.home_address} → {self._where(entry)}"
+            self._announce(f"binding {text(entry.home_address)} → {self._where(entry)}"
                            f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
-                           home_address=str(entry.home_address), coa=self._where(entry))
+                           home_address=text(entry.home_address), coa=self._where(entry))
         elif isinstance(event, (BindingDeleted, BindingExpired)):
             self._forget(event.entry)
         elif isinstance(event, BindingUpdateRefused):
@@ -351,18 +352,18 @@ class HomeAgent:
 
     def _where(self, entry: BindingCacheEntry) -> str:
         if entry.care_of_address is not None:
-            return str(entry.care_of_address)
+            return text(entry.care_of_address)
         if entry.nat_ipv4_address is not None:
             return f"{entry.nat_ipv4_address}:{entry.nat_udp_port}"
-        return str(entry.ipv4_care_of_address)
+        return text(entry.ipv4_care_of_address)
 
     def _forget(self, entry: BindingCacheEntry) -> None:
         self._proxy(entry.home_address, False)
         if entry.ipv4_home_address is not None:
             self.by_ipv4.pop(entry.ipv4_home_address, None)
         self.coupling.binding_deleted(entry.home_address)
-        self._announce(f"binding for {entry.home_address} removed",
-                       home_address=str(entry.home_address))
+        self._announce(f"binding for {text(entry.home_address)} removed",
+                       home_address=text(entry.home_address))
 
     def _send_ba(self, ack: SendBindingAcknowledgement, request: BindingUpdateRequest,
                  source: IPv6Address, udp) -> None:

@@ -34,6 +34,7 @@ from scapy.packet import Packet
 
 from ..errors import RemoteProtocolError
 from ..net.frames import ALL_NODES
+from ..addresses import text
 from ..net.interface import as_address
 from ..net.node import Node, UdpDatagram
 from ..net.sim import ScheduledCall
@@ -192,12 +193,12 @@ class MobileNode:
         self.at_home = False
         k = self.coupling.ike_survives(coa) if self.home_address is not None \
             else self.coupling.k_bit
-        handover = Handover(link, str(coa), self.node.sim.now_us, k,
+        handover = Handover(link, text(coa), self.node.sim.now_us, k,
                             ike_before=self.coupling.ike_exchanges_started,
                             link_changed_us=self.link_changed_us)
         self.handovers.append(handover)
-        self._announce(f"care-of address {coa} on {link}" + (f" (was {old})" if old else ""),
-                       coa=str(coa), link=link)
+        self._announce(f"care-of address {text(coa)} on {link}" + (f" (was {old})" if old else ""),
+                       coa=text(coa), link=link)
         if self.home_address is not None and self.tunnel is not None:
             self._routes(away=True)               # the HA by way of the new router
         if self.home_address is None:
@@ -219,8 +220,8 @@ class MobileNode:
         if self.home_address is None:
             self.home_address = self.coupling.home_address
             self.home_prefix = self.coupling.home_prefix
-            self._announce(f"home address {self.home_address} (prefix {self.home_prefix})",
-                           home_address=str(self.home_address))
+            self._announce(f"home address {text(self.home_address)} (prefix {text(self.home_prefix)})",
+                           home_address=text(self.home_address))
         if self.at_home:
             self._deregister()
         else:
@@ -235,9 +236,9 @@ class MobileNode:
             if iface.find6(hoa) is not None and iface.find6(hoa).origin == "mip6":
                 iface.remove_address(hoa)
         if away:
-            self.tunnel_iface.add_address(f"{hoa}/128", origin="mip6")
+            self.tunnel_iface.add_address(f"{text(hoa)}/128", origin="mip6")
         elif self.iface.find6(hoa) is None:
-            self.iface.add_address(f"{hoa}/{self.home_prefix.prefixlen}", origin="mip6")
+            self.iface.add_address(f"{text(hoa)}/{self.home_prefix.prefixlen}", origin="mip6")
 
     def _routes(self, away: bool) -> None:
         self.node.routes.remove(origin="mip6")
@@ -246,7 +247,7 @@ class MobileNode:
         for half in ("::/1", "8000::/1"):
             self.node.routes.add(half, TUNNEL, origin="mip6")
         if self.care_of_address is not None and self.care_of_address.version == 6:
-            self.node.routes.add(f"{self.home_agent}/128", self.iface.name,
+            self.node.routes.add(f"{text(self.home_agent)}/128", self.iface.name,
                                  getattr(self, "_router", None), origin="mip6")
         if self.ipv4_home_address is not None:
             for half in ("0.0.0.0/1", "128.0.0.0/1"):
@@ -354,8 +355,8 @@ class MobileNode:
                                          if self.udp_encapsulation else None)
         self._routes(away=True)
         self.coupling.after_binding_acknowledgement(new, entry.k if entry else False)
-        self._announce(f"registered at {new} for {event.lifetime * UNITS} s "
-                       f"({event.status.name})", coa=str(new))
+        self._announce(f"registered at {text(new)} for {event.lifetime * UNITS} s "
+                       f"({event.status.name})", coa=text(new))
         self._finish(int(event.status))
 
     def _finish(self, status: int) -> None:
@@ -370,7 +371,7 @@ class MobileNode:
     def _returned_home(self, movement: Movement) -> None:
         self.at_home = True
         self.care_of_address = self.home_address
-        handover = Handover(movement.link, str(self.home_address), self.node.sim.now_us,
+        handover = Handover(movement.link, text(self.home_address), self.node.sim.now_us,
                             self.coupling.ike_survives(self.home_address),
                             ike_before=self.coupling.ike_exchanges_started,
                             link_changed_us=self.link_changed_us)
@@ -492,7 +493,7 @@ class MobileNode:
         self.ipv4_home_address = address
         self.tunnel_iface.add_address(f"{address}/32", origin="mip6")
         self._announce(f"IPv4 home address {address} acknowledged (RFC 5555 §3.2.1)",
-                       ipv4_home_address=str(address))
+                       ipv4_home_address=text(address))
 
     # -- the tunnel ------------------------------------------------------------------------
 

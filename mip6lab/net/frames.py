@@ -33,9 +33,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.ipsec import ESP  # also binds ESP to IP, IPv6 and UDP 4500
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
-from scapy.utils import checksum
 
-from ..wire.checksum import ipv6_checksum
+from ..wire.checksum import internet_checksum, ipv6_checksum
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -49,9 +48,23 @@ ALL_NODES = ipaddress.IPv6Address("ff02::1")
 ALL_ROUTERS = ipaddress.IPv6Address("ff02::2")
 
 
+#: MAC text -> its 6 octets, for the destinations of every frame sent (a few per link:
+#: the router's, the groups'); bounded, emptied when full
+_MAC_OCTETS: dict[str, bytes] = {}
+_MAC_OCTETS_MAX = 4096
+_ETHERTYPES = {ETH_P_IPV6: ETH_P_IPV6.to_bytes(2, "big"), ETH_P_IP: ETH_P_IP.to_bytes(2, "big"),
+               ETH_P_ARP: ETH_P_ARP.to_bytes(2, "big")}
+
+
 def ethernet_header(dst_mac: str, src: bytes, ethertype: int) -> bytes:
     """An Ethernet II header (destination, source, type), as scapy's ``Ether`` writes it."""
-    return bytes.fromhex(dst_mac.replace(":", "")) + src + ethertype.to_bytes(2, "big")
+    dst = _MAC_OCTETS.get(dst_mac)
+    if dst is None:
+        if len(_MAC_OCTETS) >= _MAC_OCTETS_MAX:
+            _MAC_OCTETS.clear()
+        dst = _MAC_OCTETS[dst_mac] = bytes.fromhex(dst_mac.replace(":", ""))
+    kind = _ETHERTYPES.get(ethertype)
+    return dst + src + (kind if kind is not None else ethertype.to_bytes(2, "big"))
 
 
 def mac_for_index(index: int) -> str:
@@ -72,9 +85,12 @@ def address_in_prefix(prefix: ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6
     return ipaddress.IPv6Address(int(prefix.network_address) | interface_id_from_mac(mac))
 
 
+LINK_LOCAL_PREFIX = ipaddress.IPv6Network("fe80::/64")
+
+
 def link_local_from_mac(mac: str) -> ipaddress.IPv6Address:
     """The fe80::/64 link-local address of an interface (RFC 4862 §5.3)."""
-    return address_in_prefix(ipaddress.IPv6Network("fe80::/64"), mac)
+    return address_in_prefix(LINK_LOCAL_PREFIX, mac)
 
 
 #: ff02::1:ff00:0, the prefix of the solicited-node groups (RFC 4291 §2.7.1), as a number
@@ -114,7 +130,7 @@ def udp_checksum(src: bytes, dst: bytes, segment: bytes) -> int:
     if len(src) == 16:
         return ipv6_checksum(src, dst, IPPROTO_UDP, segment) or 0xFFFF
     pseudo = src + dst + b"\x00\x11" + len(segment).to_bytes(2, "big")
-    return checksum(pseudo + segment) or 0xFFFF
+    return internet_checksum(pseudo + segment) or 0xFFFF
 
 
 def build_udp(src: IPAddress, dst: IPAddress, sport: int, dport: int,
@@ -129,7 +145,7 @@ def build_udp(src: IPAddress, dst: IPAddress, sport: int, dport: int,
                               dst.packed) + segment
     header = _IPV4.pack(0x45, 0, 20 + length, 1, 0, 64, IPPROTO_UDP, 0, src.packed,
                         dst.packed)
-    return header[:10] + checksum(header).to_bytes(2, "big") + header[12:] + segment
+    return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:] + segment
 
 
 def dissect(frame: bytes) -> Ether:

@@ -15,6 +15,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
+from ..addresses import address as as_address, interface as ip_interface, network as as_network
 from .frames import (ALL_NODES, ALL_ROUTERS, SOLICITED_NODE_PREFIX, link_local_from_mac,
                      solicited_node)
 
@@ -27,63 +28,37 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 INFINITE = None  # a lifetime that never ends
 
-_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
-
-#: text -> address or network already parsed: the same few addresses come back as text
-#: on every message of a registration (the IKE daemon's peers, routes being added).
-#: Bounded, and emptied when full: a cache of the moment, not a table that grows with
-#: the number of nodes (addresses are immutable, so sharing one object is safe).
-_PARSED: dict[tuple, object] = {}
-_PARSED_MAX = 1024
-
-
-def _parsed(text: str, network: bool):
-    key = (text, network)
-    found = _PARSED.get(key)
-    if found is None:
-        found = ipaddress.ip_network(text, strict=False) if network \
-            else ipaddress.ip_address(text)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        _PARSED[key] = found
-    return found
+#: network objects met a moment ago, by value: every link-local address is in fe80::/64,
+#: every host of a link in its prefix, so they share one object. Bounded, and emptied
+#: when full (networks are immutable, so sharing one object is safe).
+_SHARED: dict[tuple, IPNetwork] = {}
+_SHARED_MAX = 1024
 
 
 def _shared(network: IPNetwork) -> IPNetwork:
     """An equal network object met a moment ago, or ``network`` itself (kept for next
-    time); in the same bounded cache as the parsed text."""
+    time)."""
     key = (network.version, int(network.network_address), network.prefixlen)
-    found = _PARSED.get(key)
+    found = _SHARED.get(key)
     if found is None:
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        found = _PARSED[key] = network
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = network
     return found
 
 
-def as_address(value: str | bytes | int | IPAddress) -> IPAddress:
-    """``ipaddress.ip_address(value)``, without its cost on what is already an address
-    (it tries IPv4 first by formatting the object as text, then parses that text as
-    IPv6), on packed bytes (4 octets IPv4, 16 IPv6), or on text parsed a moment ago:
-    the per-packet paths have those."""
-    if type(value) in _ADDRESS_TYPES:
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        if len(value) == 16:
-            return ipaddress.IPv6Address(bytes(value))
-        if len(value) == 4:
-            return ipaddress.IPv4Address(bytes(value))
-    if type(value) is str:
-        return _parsed(value, False)
-    return ipaddress.ip_address(value)
+#: A count of the changes that may change which cards pass a multicast group other than
+#: a solicited-node one (:meth:`Interface.listens_to_mac`): a group of that kind joined
+#: or left, a node's forwarding turned on or off. A link keeps, per group, which of its
+#: stations hear it, and trusts it while this count (and its own stations) stay the same.
+#: A solicited-node group depends on the interface's addresses as well: it is not kept.
+LISTENING = [0]
 
 
-def as_network(value: str | IPNetwork) -> IPNetwork:
-    """``ipaddress.ip_network(value, strict=False)``, text parsed a moment ago reused."""
-    if type(value) is str:
-        return _parsed(value, True)
-    return ipaddress.ip_network(value, strict=False)
+def listening_changed() -> None:
+    """Say that some card may now pass, or filter, a group it did not before."""
+    LISTENING[0] += 1
 
 
 def _numbers(network: IPNetwork) -> tuple[int, int]:
@@ -107,6 +82,13 @@ class Address6:
     number: int = field(init=False, repr=False, compare=False)
     prefix: int = field(init=False, repr=False, compare=False)     # its network's, and
     mask: int = field(init=False, repr=False, compare=False)       # mask, as numbers
+    # its prefix length, or -1 for a link-local address (fe80::/10, RFC 4291 §2.5.6):
+    # what the route lookup asks of each address of each interface, for every packet
+    routing_prefixlen: int = field(init=False, repr=False, compare=False)
+    # the connected route of its prefix, made when the route lookup first returns it
+    # (a router returns it for every packet it forwards onto the link), not per packet
+    connected_route: Route | None = field(default=None, init=False, repr=False,
+                                          compare=False)
 
     def __post_init__(self) -> None:
         interface = self.interface
@@ -118,6 +100,7 @@ class Address6:
         if network is not interface.network:
             interface.network, interface.netmask = network, network.netmask
         self.prefix, self.mask = _numbers(network)
+        self.routing_prefixlen = -1 if self.number >> 118 == 0x3FA else network.prefixlen
 
     def preferred(self, now_us: int) -> bool:
         return self.preferred_until_us is None or now_us < self.preferred_until_us
@@ -131,9 +114,12 @@ class Interface:
         self.name = name
         self.mac = mac
         self.link: Link | None = None
-        self.link_local = link_local_from_mac(mac)
-        self.addresses6: list[Address6] = [
-            Address6(ipaddress.IPv6Interface(f"{self.link_local}/64"), "link-local")]
+        # made from numbers, not text; the address object is the Address6's own (one
+        # object per interface: every node has one or more, a lab thousands)
+        link_local = Address6(ipaddress.IPv6Interface((int(link_local_from_mac(mac)), 64)),
+                              "link-local")
+        self.link_local = link_local.ip
+        self.addresses6: list[Address6] = [link_local]
         self.addresses4: list[ipaddress.IPv4Interface] = []
         self.mac_bytes = bytes.fromhex(mac.replace(":", ""))
         self._joined: MulticastGroups | None = None     # see joined
@@ -185,7 +171,7 @@ class Interface:
 
     def add_address(self, text: str, origin: str = "static") -> None:
         """Add a static address written as ``"2001:db8::1/64"`` or ``"192.0.2.1/24"``."""
-        iface = ipaddress.ip_interface(text)
+        iface = ip_interface(text)
         if iface.version == 6:
             if not self.find6(iface.ip):
                 self.addresses6.append(Address6(iface, origin))
@@ -273,6 +259,8 @@ class MulticastGroups(set):
             self.low32[key] = left
         else:
             self.low32.pop(key, None)
+        if key >> 24 != 0xFF:       # not a solicited-node filter: see LISTENING
+            listening_changed()
 
     def add(self, group) -> None:
         if group not in self:
@@ -297,6 +285,7 @@ class MulticastGroups(set):
     def clear(self) -> None:
         super().clear()
         self.low32.clear()
+        listening_changed()
 
     def update(self, *others) -> None:
         for other in others:
@@ -348,9 +337,13 @@ class Route:
     # the network as numbers, for the lookup: ``dst in network`` without its Python calls
     prefix: int = field(init=False, repr=False, compare=False)
     mask: int = field(init=False, repr=False, compare=False)
+    version: int = field(init=False, repr=False, compare=False)
+    prefixlen: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.prefix, self.mask = _numbers(self.network)
+        network = self.network
+        self.prefix, self.mask = _numbers(network)
+        self.version, self.prefixlen = network.version, network.prefixlen
 
     def __str__(self) -> str:
         via = f" via {self.gateway}" if self.gateway else ""
@@ -401,41 +394,58 @@ class RoutingTable:
         """The most specific route to ``dst`` whose interface is attached, or None.
 
         The routes of :meth:`all`, in its order (the first of equally good ones wins),
-        without making a Route object of every connected prefix for every packet: only
-        the winner, if it is a connected one, is made."""
+        without making a Route object of every connected prefix for every packet: the
+        winner, if it is a connected IPv6 one, is the one its address keeps; an IPv4 one
+        is made."""
         interfaces = self.node.interfaces
         best_key: tuple[int, int] | None = None
-        connected = None               # (network, interface name) of the best so far
+        connected = None   # (address or network, interface name) of the best so far
         number, version = int(dst), dst.version
-        for iface in interfaces.values():
-            if iface.link is None:
-                continue
-            if version == 6:
+        best = None
+        if version == 6:
+            best_len = -1              # a link-local address (-1) is no connected route
+            for iface in interfaces.values():
+                if iface.link is None:
+                    continue
                 for a in iface.addresses6:
-                    if number & a.mask != a.prefix:
-                        continue
-                    network = a.interface.network
-                    if (best_key is None or network.prefixlen > best_key[0]) and \
-                            not _is_link_local6(a.ip):
-                        best_key, connected = (network.prefixlen, 0), (network, iface.name)
-            else:
+                    if a.routing_prefixlen > best_len and number & a.mask == a.prefix:
+                        best_len, connected = a.routing_prefixlen, (a, iface.name)
+            if connected is not None:
+                best_key = (best_len, 0)
+                best = _connected_route(*connected)
+        else:
+            for iface in interfaces.values():
+                if iface.link is None:
+                    continue
                 for a4 in iface.addresses4:
                     network = a4.network
                     if (best_key is None or network.prefixlen > best_key[0]) and \
                             dst in network:
                         best_key, connected = (network.prefixlen, 0), (network, iface.name)
-        best = Route(connected[0], connected[1], None, "connected") \
-            if connected is not None else None
+            if connected is not None:
+                best = Route(connected[0], connected[1], None, "connected")
         for route in self.routes:
-            if number & route.mask != route.prefix or route.network.version != version:
+            if number & route.mask != route.prefix or route.version != version:
                 continue
+            if best_key is not None and route.prefixlen < best_key[0]:
+                continue               # less specific than the best: never the winner
             iface = interfaces.get(route.interface)
             if iface is None or iface.link is None:
                 continue
-            key = (route.network.prefixlen, -route.metric)
+            key = (route.prefixlen, -route.metric)
             if best_key is None or key > best_key:
                 best, best_key = route, key
         return best
+
+
+def _connected_route(address: Address6, ifname: str) -> Route:
+    """The connected route of ``address``'s prefix on interface ``ifname``: made once
+    per address and kept (a route is not changed once made)."""
+    route = address.connected_route
+    if route is None or route.interface != ifname:
+        route = address.connected_route = Route(address.interface.network, ifname, None,
+                                                "connected")
+    return route
 
 
 def _is_link_local6(address: ipaddress.IPv6Address) -> bool:

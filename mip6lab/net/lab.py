@@ -184,13 +184,7 @@ class Lab:
     def run(self, until: float | None = None, max_steps: int | None = None) -> int:
         """Run every event due at or before ``until`` seconds (all, if None); count."""
         limit = None if until is None else seconds_to_us(until)
-        steps = 0
-        while max_steps is None or steps < max_steps:
-            due = self.sim.peek_time_us()
-            if due is None or (limit is not None and due > limit):
-                break
-            self.sim.step()
-            steps += 1
+        steps = self.sim.run(limit, max_steps)
         if limit is not None:
             self.sim.advance_to(limit)
         return steps

@@ -33,6 +33,7 @@ REACHABLE_TIME = 30.0        # RFC 4861 §10 REACHABLE_TIME
 RETRANS_TIMER = 1.0          # RFC 4861 §10 RETRANS_TIMER
 MAX_MULTICAST_SOLICIT = 3    # RFC 4861 §10
 QUEUE_PER_NEIGHBOR = 3       # packets held while resolving (RFC 4861 §7.2.2: "small")
+_BROADCAST4 = ipaddress.IPv4Address("255.255.255.255")
 
 
 @dataclass(slots=True)
@@ -88,10 +89,11 @@ class NeighborTable:
     def resolve_and_send(self, iface: Interface, nexthop: IPAddress, l3: bytes,
                          ethertype: int) -> None:
         """Send ``l3`` to ``nexthop`` on ``iface``, resolving its MAC first if needed."""
-        if nexthop.version == 6 and nexthop.is_multicast:
-            self.node.transmit(iface, multicast_mac(nexthop), ethertype, l3)
-            return
-        if nexthop.version == 4 and nexthop == ipaddress.IPv4Address("255.255.255.255"):
+        if isinstance(nexthop, ipaddress.IPv6Address):
+            if int(nexthop) >> 120 == 0xFF:          # ff00::/8 (RFC 4291 §2.7)
+                self.node.transmit(iface, multicast_mac(nexthop), ethertype, l3)
+                return
+        elif nexthop == _BROADCAST4:
             self.node.transmit(iface, BROADCAST_MAC, ethertype, l3)
             return
         mac = self.lookup(iface, nexthop)
@@ -141,9 +143,9 @@ class NeighborTable:
             request = ARP(op=1, hwsrc=iface.mac, psrc=str(src4 or "0.0.0.0"),
                           pdst=str(nexthop))
             self.node.transmit(iface, BROADCAST_MAC, ETH_P_ARP, bytes(request))
-        pending.timer = self.node.sim.call_later(RETRANS_TIMER, self._solicit, iface,
-                                                 nexthop, trigger,
-                                                 label=f"{self.node.name} resolve {nexthop}")
+        pending.timer = self.node.sim.call_later(
+            RETRANS_TIMER, self._solicit, iface, nexthop, trigger,
+            label=(self.node.name, "resolve", nexthop))
 
     # -- ARP (RFC 826) ---------------------------------------------------------------------
 

@@ -57,14 +57,13 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
-from scapy.utils import checksum
 
 from ..errors import MalformedPacket, RemoteProtocolError
-from ..wire.checksum import ipv6_checksum
+from ..wire.checksum import internet_checksum, ipv6_checksum
 from ..wire.nd_codec import neighbor_advertisement, read_nd
 from .frames import (ETH_HEADER_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, build_udp,
                      ethernet_header)
-from .interface import Interface, IPAddress, RoutingTable, as_address
+from .interface import Interface, IPAddress, RoutingTable, as_address, listening_changed
 from .neighbor import NeighborTable
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ class Node:
         self.sim = lab.sim
         self.trace = lab.trace
         self.name = name
-        self.forwarding = False
+        self._forwarding = False
         self.interfaces: dict[str, Interface] = {}
         self.routes = RoutingTable(self)
         self.neighbors = NeighborTable(self)
@@ -139,11 +138,27 @@ class Node:
         """Report a change of state of one of this node's modules."""
         self.trace.emit(self.name, module, "state", summary, **data)
 
+    def keeps_state(self) -> bool:
+        """Whether the trace keeps an announcement (a ``state`` event) now. When it does
+        not, the announcement is counted here, as :meth:`announce` would count it, and
+        the caller makes none: its summary (addresses made into text) would be thrown
+        away unread."""
+        trace = self.trace
+        if trace.keeps("state"):
+            return True
+        trace.count("state")
+        return False
+
     def drop(self, module: str, reason: str, l3: bytes | None = None, *,
              ethertype: int = ETH_P_IPV6, link: str | None = None) -> None:
-        """Report that a packet was discarded, and why."""
+        """Report that a packet was discarded, and why (the packet's summary, made by
+        dissecting it, only when the trace keeps the event)."""
+        trace = self.trace
+        if not trace.keeps("drop"):
+            trace.count("drop")
+            return
         summary = _describe_l3(l3, ethertype) if l3 is not None else reason
-        self.trace.emit(self.name, module, "drop", summary, link=link, reason=reason)
+        trace.emit(self.name, module, "drop", summary, link=link, reason=reason)
 
     # -- interfaces ------------------------------------------------------------------------
 
@@ -163,6 +178,17 @@ class Node:
                                  "name one")
             return next(iter(self.interfaces.values()))
         return self.interfaces[name]
+
+    @property
+    def forwarding(self) -> bool:
+        """Whether the node forwards packets not addressed to it (a router, RFC 8200
+        §1); such a node also listens to the all-routers group (RFC 4291 §2.8)."""
+        return self._forwarding
+
+    @forwarding.setter
+    def forwarding(self, forwarding: bool) -> None:
+        self._forwarding = forwarding
+        listening_changed()         # its cards pass ff02::2 now, or no longer
 
     def attach(self, iface: Interface, link) -> None:
         """Plug ``iface`` into ``link`` (leaving its current link first)."""
@@ -272,9 +298,15 @@ class Node:
                 return
         version = l3[0] >> 4
         if version == 6:
-            dst = ipaddress.IPv6Address(l3[24:40])
-            local = self.is_local6(iface, dst)
-            forwardable = self.forwarding and not dst.is_multicast and not dst.is_link_local
+            # read off the bytes (RFC 4291 §2.4: ff00::/8 multicast, fe80::/10 link-local);
+            # an address object only for a group, whose test needs one
+            if l3[24] == 0xFF:
+                local = self.is_local6(iface, packed_address(l3[24:40]))
+                forwardable = False
+            else:
+                local = self._owns6(int.from_bytes(l3[24:40], "big"))
+                forwardable = self._forwarding and not (l3[24] == 0xFE
+                                                       and l3[25] & 0xC0 == 0x80)
         else:
             dst = ipaddress.IPv4Address(l3[16:20])
             local = self.is_local4(iface, dst)
@@ -295,13 +327,22 @@ class Node:
         elif forwardable:
             self.forward(iface, l3, version)
         else:
+            dst = as_address(l3[24:40] if version == 6 else l3[16:20])
             raise RemoteProtocolError(f"IPv{version} packet for {dst}: not addressed to "
                                       f"{self.name}")
 
     def is_local6(self, iface: Interface, dst: ipaddress.IPv6Address) -> bool:
         if dst.is_multicast:
             return iface.listens_to(dst)
-        return self.owns(dst)
+        return self._owns6(int(dst))
+
+    def _owns6(self, number: int) -> bool:
+        """:meth:`owns` for an IPv6 address given as a number (read off a packet)."""
+        for iface in self.interfaces.values():
+            for a in iface.addresses6:
+                if a.number == number:
+                    return True
+        return False
 
     def is_local4(self, iface: Interface, dst: ipaddress.IPv4Address) -> bool:
         if dst == ipaddress.IPv4Address("255.255.255.255"):
@@ -341,7 +382,7 @@ class Node:
         if proto == IPPROTO_ICMP:
             if ICMP not in ip4 or len(ip4[ICMP]) < 8:
                 raise MalformedPacket("truncated ICMP header")
-            if checksum(bytes(ip4.payload)) != 0:
+            if internet_checksum(bytes(ip4.payload)) != 0:
                 raise MalformedPacket("bad ICMP checksum")
             self.receive_icmp(iface, ip4)
         elif proto == IPPROTO_UDP:
@@ -385,9 +426,9 @@ class Node:
             raise MalformedPacket("UDP over IPv6 with a zero checksum")
         if ipv6_checksum(l3[8:24], l3[24:40], IPPROTO_UDP, l3[40:]) != 0:
             raise MalformedPacket("bad UDP checksum")
-        handler(UdpDatagram(ipaddress.IPv6Address(l3[8:24]),
+        handler(UdpDatagram(packed_address(l3[8:24]),
                             int.from_bytes(l3[40:42], "big"),
-                            ipaddress.IPv6Address(l3[24:40]),
+                            packed_address(l3[24:40]),
                             int.from_bytes(l3[42:44], "big"), l3[48:], iface.name))
         return True
 
@@ -460,8 +501,8 @@ class Node:
         if ipv6_checksum(l3[8:24], l3[24:40], IPPROTO_ICMPV6, l3[40:]) != 0:
             raise MalformedPacket("bad ICMPv6 checksum")
         if message.type == 135:
-            self._receive_ns(iface, ipaddress.IPv6Address(message.source),
-                             message.hop_limit, ipaddress.IPv6Address(message.target),
+            self._receive_ns(iface, packed_address(message.source),
+                             message.hop_limit, packed_address(message.target),
                              message.source_lladdr)
         elif message.type == 136:
             self._receive_na(iface, message.hop_limit, message.target, message.target_lladdr)
@@ -479,7 +520,9 @@ class Node:
     def _receive_na(self, iface: Interface, hop_limit: int, target, lladdr: str | None) -> None:
         require_hop_limit_255(hop_limit, "NA")
         if lladdr is not None:
-            self.neighbors.learn(iface, ipaddress.IPv6Address(target), lladdr)
+            # the byte path's target is packed, scapy's text
+            self.neighbors.learn(iface, packed_address(target) if type(target) is bytes
+                                 else ipaddress.IPv6Address(target), lladdr)
 
     def _receive_ns(self, iface: Interface, src: ipaddress.IPv6Address, hop_limit: int,
                     target: ipaddress.IPv6Address, lladdr: str | None) -> None:
@@ -535,7 +578,7 @@ class Node:
         if version == 4:  # recompute the header checksum after the TTL change
             ihl = (out[0] & 0x0F) * 4
             out[10:12] = b"\x00\x00"
-            out[10:12] = checksum(bytes(out[:ihl])).to_bytes(2, "big")
+            out[10:12] = internet_checksum(bytes(out[:ihl])).to_bytes(2, "big")
         self.route_out(bytes(out), arrived_on=iface_in)
 
     def route_out(self, l3: bytes, protect: bool = True,
@@ -553,7 +596,7 @@ class Node:
         for packet in packets:
             version = packet[0] >> 4
             ethertype = ETH_P_IPV6 if version == 6 else ETH_P_IP
-            dst = as_address(packet[24:40] if version == 6 else packet[16:20])
+            dst = packed_address(packet[24:40] if version == 6 else packet[16:20])
             route = self.routes.lookup(dst)
             if route is None:
                 self.drop("ip", f"no route to {dst}", packet, ethertype=ethertype)
@@ -607,7 +650,7 @@ class Node:
         """What :meth:`send_ip` does with a packet given an interface, for an IPv6
         packet built on bytes with its source set (Neighbor Discovery's): out of
         ``iface`` to its destination, no routing, no IPsec."""
-        self.output(l3, iface.name, ipaddress.IPv6Address(l3[24:40]), ETH_P_IPV6)
+        self.output(l3, iface.name, packed_address(l3[24:40]), ETH_P_IPV6)
 
     def output(self, l3: bytes, ifname: str, nexthop: IPAddress, ethertype: int) -> None:
         iface = self.interfaces[ifname]
@@ -746,6 +789,29 @@ class Node:
         return None
 
 
+# -- addresses read off packets -----------------------------------------------------------
+
+#: packed address -> address object, for the addresses read off every packet (a UDP
+#: datagram's, a routed packet's destination): the same few come back on every message
+#: of a registration (the home agent's, the routers'). A cache of the moment, bounded and
+#: emptied when full; addresses are immutable, so one object serves every reader.
+#: (mip6lab.addresses caches text, not packed bytes.)
+_READ: dict[bytes, IPAddress] = {}
+_READ_MAX = 4096
+
+
+def packed_address(packed: bytes) -> IPAddress:
+    """The address of 16 (IPv6) or 4 (IPv4) packed bytes."""
+    if type(packed) is not bytes:
+        packed = bytes(packed)          # a bytearray is no dictionary key
+    found = _READ.get(packed)
+    if found is None:
+        if len(_READ) >= _READ_MAX:
+            _READ.clear()
+        found = _READ[packed] = as_address(packed)
+    return found
+
+
 # -- checks on received bytes ------------------------------------------------------------
 
 
@@ -793,7 +859,7 @@ def _check_ipv4(l3: bytes) -> bytes:
     if ihl < 20 or total < ihl or total > len(l3):
         raise MalformedPacket(f"IPv4 lengths inconsistent (ihl {ihl}, total {total}, "
                               f"received {len(l3)})")
-    if checksum(l3[:ihl]) != 0:
+    if internet_checksum(l3[:ihl]) != 0:
         raise MalformedPacket("bad IPv4 header checksum")
     return l3[:total]
 

@@ -34,12 +34,13 @@ from scapy.layers.inet6 import (
 )
 from scapy.packet import Packet
 
+from ..addresses import network
 from ..errors import RemoteProtocolError
 from ..wire.nd_codec import neighbor_advertisement, router_solicitation
 from .frames import ALL_ROUTERS, address_in_prefix, options_of
 from .interface import Address6, Interface
 from .neighbor import RETRANS_TIMER
-from .node import Node, require_hop_limit_255
+from .node import Node, packed_address, require_hop_limit_255
 from .sim import ScheduledCall, seconds_to_us
 
 MAX_RTR_SOLICITATION_DELAY = 1.0   # RFC 4861 §10
@@ -180,15 +181,16 @@ class Slaac:
             self.node.routes.remove(origin="ra", interface=iface.name)
             self.node.routes.add("::/0", iface.name, router, origin="ra")
             attachment.router = router
-            self.node.announce("slaac", f"default router {router} on {iface.name}",
-                               interface=iface.name, router=str(router))
+            if self.node.keeps_state():
+                self.node.announce("slaac", f"default router {router} on {iface.name}",
+                                   interface=iface.name, router=str(router))
 
     def _prefix(self, iface: Interface, attachment: Attachment, info: Packet) -> None:
         if info.prefixlen > 128:  # bad input: the option is ignored, the RA is not
             self.node.announce("slaac", f"prefix {info.prefix}/{info.prefixlen} ignored: "
                                "prefix length over 128")
             return
-        prefix = ipaddress.IPv6Network(f"{info.prefix}/{info.prefixlen}", strict=False)
+        prefix = _prefix_network(info.prefix, info.prefixlen)
         if prefix.is_link_local or not info.A:
             return
         if info.preferredlifetime > info.validlifetime:
@@ -207,12 +209,16 @@ class Slaac:
                 self._remove(iface, existing, "valid lifetime 0")
                 return
             existing.valid_until_us, existing.preferred_until_us = valid, preferred
+            address = existing.ip    # the entry's own object: one per address, not per RA
         elif info.validlifetime > 0:
-            iface.addresses6.append(Address6(ipaddress.IPv6Interface(f"{address}/64"),
-                                             "slaac", valid, preferred))
-            self.node.announce("slaac", f"formed {address} from {prefix} on {iface.name}",
-                               interface=iface.name, address=str(address),
-                               prefix=str(prefix))
+            entry = Address6(ipaddress.IPv6Interface((int(address), 64)), "slaac", valid,
+                             preferred)
+            iface.addresses6.append(entry)
+            address = entry.ip
+            if self.node.keeps_state():
+                self.node.announce("slaac", f"formed {address} from {prefix} on "
+                                   f"{iface.name}", interface=iface.name,
+                                   address=str(address), prefix=str(prefix))
             if self.announce_addresses:
                 self._announce_address(iface, address, MAX_NEIGHBOR_ADVERTISEMENT)
             for listener in list(self.on_address):
@@ -237,7 +243,7 @@ class Slaac:
                                                         iface.mac))
         if left > 1:
             self.node.sim.call_later(RETRANS_TIMER, self._announce_address, iface, address,
-                                     left - 1, label=f"{self.node.name} NA {address}")
+                                     left - 1, label=(self.node.name, "NA", address))
 
     def _arm_expiry(self, iface: Interface, address: ipaddress.IPv6Address,
                     valid_until_us: int | None) -> None:
@@ -248,7 +254,7 @@ class Slaac:
         if valid_until_us is not None:
             self._expiry[key] = self.node.sim.call_at(
                 valid_until_us, self._expire, iface, address,
-                label=f"{self.node.name} {address} expires")
+                label=(self.node.name, address, "expires"))
 
     def _expire(self, iface: Interface, address: ipaddress.IPv6Address) -> None:
         entry = iface.find6(address)
@@ -271,6 +277,14 @@ class Slaac:
         old = self.previous_prefixes.get(iface.name, frozenset())
         movement = Movement(iface.name, attachment.link, old,
                             frozenset(attachment.prefixes), router)
+        if self.node.keeps_state():
+            self._announce_movement(iface, movement)
+        for listener in list(self.on_movement):
+            listener(movement)
+
+    def _announce_movement(self, iface: Interface, movement: Movement) -> None:
+        """The trace's ``movement`` event: moved, back, or first attached."""
+        old = movement.old_prefixes
         if movement.moved:
             summary = (f"movement detected on {iface.name}: left "
                        f"{_fmt(old)}, now on {_fmt(movement.new_prefixes)}")
@@ -281,8 +295,6 @@ class Slaac:
         self.node.announce("movement", summary, interface=iface.name,
                            moved=movement.moved, old=sorted(map(str, old)),
                            new=sorted(map(str, movement.new_prefixes)))
-        for listener in list(self.on_movement):
-            listener(movement)
 
 
 class Host(Node):
@@ -296,7 +308,7 @@ class Host(Node):
         self.slaac = Slaac(self, **slaac_options)
 
     def receive_ra_message(self, iface: Interface, message) -> None:
-        self.slaac.receive_ra_fields(iface, ipaddress.IPv6Address(message.source),
+        self.slaac.receive_ra_fields(iface, packed_address(message.source),
                                      message.hop_limit, message.router_lifetime,
                                      message.source_lladdr, message.prefixes)
 
@@ -307,6 +319,13 @@ class Host(Node):
             return  # hosts ignore solicitations (RFC 4861 §6.2.6 is for routers)
         else:
             super().receive_other_icmpv6(iface, ip6, icmp)
+
+
+def _prefix_network(prefix: str, length: int) -> ipaddress.IPv6Network:
+    """The network of a Prefix Information option's prefix (text, as scapy gives it) and
+    length: one shared object per prefix (:func:`mip6lab.addresses.network`), as every
+    host of a link reads the same prefix from every RA."""
+    return network(f"{prefix}/{length}")
 
 
 def _deadline(now_us: int, lifetime: int) -> int | None:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, Union
 
+from .. import addresses
 from ..crypto.ike.proposals import Proposal, Transform, memoized
 from ..crypto.ike.transforms import Protocol, TransformType
 from ..errors import LocalProtocolError
@@ -461,7 +462,7 @@ _NOTIFY_READERS = {
 
 
 def _packed(address: Any) -> bytes:
-    return ipaddress.ip_address(address).packed
+    return addresses.address(address).packed
 
 
 _NOTIFY_WRITERS = {

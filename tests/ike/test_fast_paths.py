@@ -151,7 +151,8 @@ def test_intersection_that_is_one_side_is_that_selector():
 def test_selector_wire_fields():
     ts = TrafficSelector.from_network("192.0.2.0/24", protocol=6, port=80)
     assert ts.wire() == (7, 6, 80, 80, bytes([192, 0, 2, 0]), bytes([192, 0, 2, 255]))
-    assert ts.wire() is ts.wire()
+    # made per call, not kept: a selector holds its five values in slots and nothing else
+    assert not hasattr(ts, "__dict__") and ts.wire() == ts.wire()
 
 
 # -- the engine ---------------------------------------------------------------------------

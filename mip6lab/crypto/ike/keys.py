@@ -22,7 +22,7 @@ the ESP code that will use them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..esp_suites import SUITES, suite_spec
 from .errors import UnsupportedTransform
@@ -65,7 +65,7 @@ def ike_key_lengths(proposal: Proposal) -> IkeKeyLengths:
     return IkeKeyLengths(prf.key_size, sk_a, sk_e, prf.key_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeKeys:
     """Everything derived for one IKE SA. ``*_i`` keys protect what the original initiator
     sends; ``*_r`` the other direction (§2.14)."""
@@ -79,25 +79,29 @@ class IkeKeys:
     sk_er: bytes
     sk_pi: bytes
     sk_pr: bytes
+    # made from the keys when first asked for (slots, not a dict per IKE SA: a home agent
+    # holds thousands); not part of the value
+    _prf: Prf | None = field(default=None, init=False, repr=False, compare=False)
+    _sk_ciphers: tuple[SkCipher, SkCipher] | None = field(default=None, init=False,
+                                                          repr=False, compare=False)
 
     @property
     def prf(self) -> Prf:
-        prf = self.__dict__.get("_prf")
+        prf = self._prf
         if prf is None:
-            prf = self.__dict__["_prf"] = Prf.for_proposal(self.proposal)
+            prf = Prf.for_proposal(self.proposal)
+            object.__setattr__(self, "_prf", prf)
         return prf
 
     @property
     def _ciphers(self) -> tuple[SkCipher, SkCipher]:
         # keyed once per IKE SA (an AES key schedule per message otherwise); stateless, so
-        # one object serves every message of its direction. Kept in the instance's dict
-        # by hand: functools.cached_property takes a lock each first time
-        state = self.__dict__
-        ciphers = state.get("_sk_ciphers")
+        # one object serves every message of its direction
+        ciphers = self._sk_ciphers
         if ciphers is None:
-            ciphers = state["_sk_ciphers"] = (
-                SkCipher.for_proposal(self.proposal, self.sk_er, self.sk_ar),
-                SkCipher.for_proposal(self.proposal, self.sk_ei, self.sk_ai))
+            ciphers = (SkCipher.for_proposal(self.proposal, self.sk_er, self.sk_ar),
+                       SkCipher.for_proposal(self.proposal, self.sk_ei, self.sk_ai))
+            object.__setattr__(self, "_sk_ciphers", ciphers)
         return ciphers
 
     def cipher(self, from_initiator: bool) -> SkCipher:

@@ -420,6 +420,19 @@ def parse_proposals(text: str | Sequence[str], protocol: Protocol | str = "ike"
                     ) -> list[Proposal]:
     """Several proposals (comma-separated as in swanctl.conf, or a list), numbered 1..n;
     the item ``default`` stands for :data:`DEFAULT_PROPOSALS` (as strongSwan's does)."""
+    if isinstance(text, str):
+        # every node of a lab is configured with the same few texts: parsed once, the
+        # (immutable) proposals shared by every configuration that names them
+        return list(_parsed_proposals(text, protocol))
+    return _parse_proposals(text, protocol)
+
+
+@lru_cache(maxsize=256)
+def _parsed_proposals(text: str, protocol: Protocol | str) -> tuple[Proposal, ...]:
+    return tuple(_parse_proposals(text, protocol))
+
+
+def _parse_proposals(text: str | Sequence[str], protocol: Protocol | str) -> list[Proposal]:
     items = text.split(",") if isinstance(text, str) else list(text)
     proto = _protocol(protocol)
     expanded = [one for item in items for one in
