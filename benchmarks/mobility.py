@@ -64,26 +64,32 @@ registration's time is the IKE floor ("IKE %") and what the rest costs ("rest"),
 the total with a faster IKE engine is the rest plus its floor.
 
 Where it stands (a shared two-core machine, so wall times are noisy; CPU ms steadier):
-at N = 10 000, 3.4 to 3.5 ms wall (and as much CPU) per registered MN (all 10 000
-registered), of which 0.8 ms is the IKE floor, and 36 KB held per MN by the walk below;
-at N = 1000, 2.7 ms and 37 KB by the walk, 43.8 KB by tracemalloc (``--tracemalloc``).
-The two counts differ because on Python 3.11 an ordinary object's attribute values live
-beside it, where ``sys.getsizeof`` and the referents walk do not see them (an object with
-``__slots__`` counts them itself): tracemalloc's is the truer figure. Time per MN grows
-from N = 100 to N = 10 000 by 1.2 to 1.3 (in floors): a larger heap of pending timers
+at N = 10 000, 2.80 to 2.87 ms wall (and as much CPU) per registered MN in three runs
+(all 10 000 registered), of which 0.7 ms is the IKE floor, and 36 KB held per MN by the
+walk below (3.74 ms with the collector as Python sets it, ``--no-gc-freeze``, of which
+0.82 ms in the collector); 40.6 KB per MN by tracemalloc (``--tracemalloc``; 43.8 KB at
+N = 1000), and the process's resident set grew by 62 KB per MN (freed memory the
+allocator keeps, the transient state of the registrations in flight).
+The walk's and tracemalloc's counts differ: on Python 3.11 an ordinary object's attribute
+values live beside it, where ``sys.getsizeof`` and the referents walk do not see them (an
+object with ``__slots__`` counts them itself): tracemalloc's is the truer figure. Time per MN grows
+from N = 100 to N = 10 000 by about 1.2 (in floors): a larger heap of pending timers
 (the earliest MNs' gratuitous NAs and retransmission timers go on while the last ones
 register) and a larger working set. Before this work: 17.3 ms CPU and 66.7 KB/MN by the
-walk; 5 ms and 59 KB (tracemalloc) before the second round. What made it: BUs, BAs and
+walk; 5 ms and 59 KB (tracemalloc) before the second round, of which about 0.5 ms per MN
+is how the benchmark runs the cyclic collector, not the stack: it spent 0.55 ms per MN
+at N = 1000 when each slice was collected before its freeze. What made it: BUs, BAs and
 Neighbor Discovery built and read on bytes (mip6lab/wire/mh_codec.py,
 mip6lab/wire/nd_codec.py; scapy still shows them); addresses parsed and formatted once
 (mip6lab/addresses.py) and kept as numbers where they are only compared or used as keys;
 no summary written for an event the trace does not keep; the frames a segment's cards
 filter counted at the link, not handed to 100 nodes each; an IKE engine that computes
 once what does not change between SAs; IPsec state that shares what is the same for
-every SA and keeps smaller indexes; slotted events, keys and selectors. The time target
-is not met: what is left is spread over the whole stack (every registration is 3 IKE
-exchanges, 19 key messages, about 28 frames over 3 hops each, SLAAC and ND), no part of
-it more than a few per cent.
+every SA and keeps smaller indexes; slotted events, keys and selectors; integer keys
+where IPsec looks up per packet; numbers, not ipaddress calls, on the per-hop path. What
+is left is spread over the whole stack (every registration is 3 IKE exchanges, 19 key
+messages, about 28 frames over 3 hops each, SLAAC and ND), no part of it more than a few
+per cent.
 """
 
 from __future__ import annotations
@@ -236,15 +242,17 @@ class RegistrationLab:
         what survived each slice of 0.25 s of simulated time is moved out of its sight
         (``gc.freeze()``): the registered MNs' state lives as long as the run, and the
         collector would otherwise walk all of it again and again -- time per MN growing
-        with N. The stack makes almost no garbage cycles: 0.5 unreachable objects per MN
-        in all (N = 300, counted with gc.DEBUG_SAVEALL; scapy packets of the few paths
-        that still dissect), so a collection before each freeze (0.3 ms per MN) would
-        find next to nothing; the ones frozen stay in memory, counted in what is held.
+        with N. The stack makes almost no garbage cycles: 20 in all at N = 1000 (counted
+        with gc.DEBUG_SAVEALL; the routers' RAs and RSs, built with scapy), so a
+        collection before each freeze (0.3 ms per MN) would find next to nothing; the
+        ones frozen stay in memory, counted in what is held. With the collector as
+        Python sets it (``--no-gc-freeze``) a run at N = 10 000 spends 0.8 ms per MN in
+        it, walking the MNs' state again and again.
         One collection at the end, of what is not frozen, finds the last slice's
         (:attr:`cycles`); its time counts as the run's and as "GC ms"."""
         lab, step = self.lab, 0.25
         end = (self.n - 1) * self.options.stagger + timeout
-        freezing = self.options.gc_freeze
+        freezing, collecting = self.options.gc_freeze, gc.isenabled()
         if freezing:
             gc.disable()
         try:
@@ -258,7 +266,8 @@ class RegistrationLab:
         finally:
             if freezing:
                 self.cycles = gc.collect()
-                gc.enable()
+                if collecting:
+                    gc.enable()
 
 
 # -- measurements (each in a child process) --------------------------------------------

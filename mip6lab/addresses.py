@@ -23,6 +23,7 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 _NETWORK_TYPES = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 _INTERFACE_TYPES = (ipaddress.IPv4Interface, ipaddress.IPv6Interface)
+_CACHEABLE = frozenset(_ADDRESS_TYPES + _NETWORK_TYPES + _INTERFACE_TYPES)
 _CACHED = 4096
 
 
@@ -58,6 +59,26 @@ def address(value: str | bytes | int | IPAddress) -> IPAddress:
     return ipaddress.ip_address(value)
 
 
+#: packed octets -> address object, for the addresses read off every packet (a datagram's,
+#: a routed packet's destination, an IPsec selector's): the same few come back on every
+#: message of a registration. A dict keyed by bytes hashes in C, where making an
+#: ipaddress object is a Python call. Bounded, emptied when full.
+_PACKED: dict[bytes, IPAddress] = {}
+
+
+def from_packed(packed: bytes | bytearray | memoryview) -> IPAddress:
+    """The address of 16 (IPv6) or 4 (IPv4) packed octets, one object per value of the
+    moment; ValueError for another length, as :func:`address`."""
+    if type(packed) is not bytes:
+        packed = bytes(packed)          # a bytearray is no dictionary key
+    found = _PACKED.get(packed)
+    if found is None:
+        if len(_PACKED) >= _CACHED:
+            _PACKED.clear()
+        found = _PACKED[packed] = address(packed)
+    return found
+
+
 def network(value: str | IPNetwork) -> IPNetwork:
     """``ipaddress.ip_network(value, strict=False)``, text met a moment ago reused."""
     if type(value) is str:
@@ -76,12 +97,15 @@ def interface(value: str):
     return ipaddress.ip_interface(value)
 
 
-@functools.lru_cache(maxsize=_CACHED)
-def text(value: IPAddress | IPNetwork) -> str:
-    """``str(value)`` (RFC 5952 text for IPv6), made once per address of the moment."""
+def text(value) -> str:
+    """``str(value)``: for an address, network or interface (RFC 5952 text for IPv6)
+    made once per value of the moment; anything else (None, text, a peer's CP value
+    that is a list) is simply ``str()``-ed."""
+    if type(value) in _CACHEABLE:
+        return _text(value)
     return str(value)
 
 
-def address_text(value: str | IPAddress) -> str:
-    """The canonical text of an address given as text or as an address."""
-    return text(address(value))
+@functools.lru_cache(maxsize=_CACHED)
+def _text(value: IPAddress | IPNetwork) -> str:
+    return str(value)

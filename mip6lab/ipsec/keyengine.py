@@ -183,10 +183,13 @@ class KeySocket:
     def on_message(self, callback: Callable[[KeyMessage], None]) -> None:
         self.listeners.append(callback)
 
-    def deliver(self, message: KeyMessage) -> None:
+    def deliver(self, message: KeyMessage, kept: bool | None = None) -> None:
         # kept while the trace keeps the crossings too: at level "counts" (a run at
-        # scale) neither is, and a mobile node's few sockets would keep all it was told
-        if self.engine.keeps("seam"):
+        # scale) neither is, and a mobile node's few sockets would keep all it was told;
+        # ``kept``: the engine asked already (:meth:`KeyEngine.submit`)
+        if kept is None:
+            kept = self.engine.keeps("seam")
+        if kept:
             self.received.append(message)
         for listener in list(self.listeners):
             listener(message)
@@ -217,9 +220,9 @@ class KeyEngine:
         #: summary is written only when it is kept, the history of SAs only while frames
         #: are (it decrypts them)
         self.keeps: Callable[[str], bool] = lambda kind: True
-        #: ``count(kind)``: counts an event the trace does not keep, without making it
+        #: ``count(kind, n)``: counts n events the trace does not keep, without making them
         #: (:meth:`mip6lab.trace.Trace.count`); None: ``trace(kind, None)`` counts it
-        self.count: Callable[[str], None] | None = None
+        self.count: Callable[[str, int], None] | None = None
         self.sockets: dict[str, KeySocket] = {}
         self.crossings = 0
         self._seq = 0
@@ -242,15 +245,16 @@ class KeyEngine:
         else:
             self._count()
 
-    def _count(self) -> None:
-        """A crossing the trace counts but does not keep (level "counts": a run at scale)."""
-        self.crossings += 1
+    def _count(self, crossings: int = 1) -> None:
+        """Crossings the trace counts but does not keep (level "counts": a run at scale)."""
+        self.crossings += crossings
         if self.trace is None:
             return
         if self.count is not None:
-            self.count("seam")
+            self.count("seam", crossings)
         else:
-            self.trace("seam", None)
+            for _ in range(crossings):
+                self.trace("seam", None)
 
     def _write(self, message: KeyMessage, sender: str, receivers: list[str]) -> None:
         """A crossing the trace keeps: one ``seam`` event naming who heard what."""
@@ -263,12 +267,12 @@ class KeyEngine:
         self._seq += 1
         message.seq = message.seq or self._seq
         message.sender = socket.name
-        # asked once for both crossings: the handler between them writes no trace level
-        written = self.trace is not None and self.keeps("seam")
+        # asked once for both crossings and every delivery: the handler between them
+        # changes no trace level
+        kept = self.keeps("seam")
+        written = kept and self.trace is not None
         if written:
             self._write(message, socket.name, [KERNEL])
-        else:
-            self._count()
         reply = _HANDLERS[message.type](self, socket, message)
         reply.seq, reply.sender = message.seq, KERNEL
         others = ()
@@ -277,10 +281,10 @@ class KeyEngine:
         if written:
             self._write(reply, KERNEL, [socket.name] + [s.name for s in others])
         else:
-            self._count()
-        socket.deliver(reply)
+            self._count(2)      # the request and the reply, counted at once
+        socket.deliver(reply, kept)
         for other in others:
-            other.deliver(reply)
+            other.deliver(reply, kept)
         return reply
 
     def notify(self, message: KeyMessage, only_registered: bool = False) -> list[str]:

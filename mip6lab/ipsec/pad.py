@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable
 
 from ..errors import Mip6LabError
 
 from ..net.interface import IPAddress, IPNetwork, as_address
+from .selectors import address_key
 
 class HomeAddressTaken(Mip6LabError):
     """A home address is bound to another identity in the PAD already."""
@@ -64,6 +66,11 @@ class PeerAuthorizationEntry:
                 "home_addresses": [str(a) for a in self.home_addresses]}
 
 
+#: the indexes of a PAD without entries: read-only, shared (:meth:`PeerAuthorizationDatabase.add`
+#: gives the PAD its own)
+_NONE: Any = MappingProxyType({})
+
+
 class PeerAuthorizationDatabase:
     """An ordered PAD, searched by identity."""
 
@@ -72,8 +79,10 @@ class PeerAuthorizationDatabase:
 
     def __init__(self) -> None:
         self.entries: list[PeerAuthorizationEntry] = []
-        self._by_identity: dict[tuple[str, str], PeerAuthorizationEntry] = {}
-        self._owners: dict[IPAddress, PeerAuthorizationEntry] = {}   # bound HoA -> entry
+        # the indexes are made at the first entry (a mobile node's PAD stays empty); the
+        # bound HoAs by address_key(): an int hashes in C, an address object in Python
+        self._by_identity: dict[tuple[str, str], PeerAuthorizationEntry] = _NONE
+        self._owners: dict[Any, PeerAuthorizationEntry] = _NONE   # bound HoA -> entry
 
     def __iter__(self):
         return iter(list(self.entries))
@@ -85,10 +94,12 @@ class PeerAuthorizationDatabase:
 
     def add(self, entry: PeerAuthorizationEntry) -> PeerAuthorizationEntry:
         self.entries.append(entry)
+        if self._by_identity is _NONE:
+            self._by_identity, self._owners = {}, {}
         # the first entry for an identity is the one a search finds
         self._by_identity.setdefault(self._key(entry.id_type, entry.identity), entry)
         for address in entry.home_addresses:     # configured with its home addresses
-            self._owners.setdefault(address, entry)
+            self._owners.setdefault(address_key(as_address(address)), entry)
         return entry
 
     def lookup(self, id_type: str, identity: str) -> PeerAuthorizationEntry | None:
@@ -110,7 +121,7 @@ class PeerAuthorizationDatabase:
                                    f"already, not to {id_type}:{identity}")
         if address not in entry.home_addresses:
             entry.home_addresses.append(address)
-            self._owners[address] = entry
+            self._owners[address_key(address)] = entry
 
     def unbind_home_addresses(self, id_type: str, identity: str,
                               which: Callable[[IPAddress], bool]) -> list[IPAddress]:
@@ -122,13 +133,12 @@ class PeerAuthorizationDatabase:
         gone = [a for a in entry.home_addresses if which(a)]
         entry.home_addresses = [a for a in entry.home_addresses if a not in gone]
         for address in gone:
-            self._owners.pop(address, None)
+            self._owners.pop(address_key(as_address(address)), None)
         return gone
 
     def owner_of(self, address: IPAddress) -> PeerAuthorizationEntry | None:
         """The peer a home address is bound to, if any."""
-        address = as_address(address)
-        return self._owners.get(address)
+        return self._owners.get(address_key(as_address(address)))
 
     def table(self) -> list[dict[str, Any]]:
         return [e.as_dict() for e in self.entries]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ..addresses import from_packed
 from ..errors import MalformedPacket
 from ..net.interface import IPAddress
 
@@ -53,27 +54,6 @@ class PacketSelectors:
     wire_dst: IPAddress | None = None
 
 
-#: address objects by their packed bytes: a packet names the addresses of the exchanges in
-#: progress, met a moment ago; one shared object each (a dict keyed by bytes hashes in C,
-#: where making an ipaddress object is a Python call, and identity spares the SPD's and
-#: SAD's dict lookups an ``__eq__``). A cache of the moment: emptied when it is full.
-_ADDRESSES: dict[bytes, IPAddress] = {}
-_ADDRESSES_KEPT = 4096
-
-
-def _address(packed: bytes) -> IPAddress:
-    """The address of 4 or 16 packed octets (one object per value of the moment)."""
-    if type(packed) is not bytes:     # a slice of a bytearray or memoryview
-        packed = bytes(packed)
-    found = _ADDRESSES.get(packed)
-    if found is None:
-        if len(_ADDRESSES) >= _ADDRESSES_KEPT:
-            _ADDRESSES.clear()
-        found = _ADDRESSES[packed] = ipaddress.IPv6Address(packed) if len(packed) == 16 \
-            else ipaddress.IPv4Address(packed)
-    return found
-
-
 #: where IPv4 addresses go among :func:`address_key`'s ints: above every IPv6 value
 _IPV4_KEYS = 1 << 128
 
@@ -96,15 +76,15 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
         ihl = (packet[0] & 0x0F) * 4
         if ihl < 20 or len(packet) < ihl:
             raise MalformedPacket("IPv4 header truncated or IHL below 5")
-        src, dst = _address(packet[12:16]), _address(packet[16:20])
+        src, dst = from_packed(packet[12:16]), from_packed(packet[16:20])
         later_fragment = int.from_bytes(packet[6:8], "big") & 0x1FFF != 0
         return _upper(packet, ihl, packet[9], src, dst, None, None, opaque=later_fragment)
     if packet[0] >> 4 != 6:
         raise MalformedPacket(f"not an IP packet (version {packet[0] >> 4})")
     if len(packet) < 40:
         raise MalformedPacket("IPv6 header truncated")
-    src = _address(packet[8:24])
-    dst = _address(packet[24:40])
+    src = from_packed(packet[8:24])
+    dst = from_packed(packet[24:40])
     home_src = home_dst = None
     later_fragment = False
     nh, offset = packet[6], 40
@@ -113,7 +93,7 @@ def packet_selectors(packet: bytes) -> PacketSelectors:
         if nh == IPPROTO_DSTOPTS:
             home_src = _home_address_option(packet[offset + 2:offset + length]) or home_src
         elif nh == IPPROTO_ROUTING and packet[offset + 2] == ROUTING_TYPE_2 and length >= 24:
-            home_dst = _address(packet[offset + 8:offset + 24])
+            home_dst = from_packed(packet[offset + 8:offset + 24])
         elif nh == IPPROTO_FRAGMENT:
             later_fragment = int.from_bytes(packet[offset + 2:offset + 4], "big") >> 3 != 0
         nh = packet[offset]
@@ -158,7 +138,7 @@ def _home_address_option(options: bytes) -> ipaddress.IPv6Address | None:
     i, size = found
     if size != 16 or i + 18 > len(options):
         raise MalformedPacket("Home Address option with a wrong length")
-    return _address(options[i + 2:i + 18])
+    return from_packed(options[i + 2:i + 18])
 
 
 def _upper(packet: bytes, offset: int, protocol: int, src: IPAddress, dst: IPAddress,

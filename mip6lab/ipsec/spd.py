@@ -24,7 +24,7 @@ everything not named in a policy flows in the clear, and says so in its trace.
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 from .. import addresses
@@ -86,6 +86,17 @@ class Selectors:
                           self.local_mh_type, self.remote_mh_type))
             object.__setattr__(self, "_hash", value)    # frozen: set once, from within
         return value
+
+    def __getstate__(self) -> tuple:
+        # the value without the kept hash: a string's hash differs from one process to
+        # the next, so a copy made elsewhere computes its own
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "_hash")
+
+    def __setstate__(self, state: tuple) -> None:
+        names = [f.name for f in fields(self) if f.name != "_hash"]
+        for name, value in zip(names, state):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_hash", None)
 
     @classmethod
     def make(cls, local: Any = None, remote: Any = None, protocol: Any = None,
@@ -371,14 +382,23 @@ class SecurityPolicyDatabase:
     def lookup(self, packet: PacketSelectors, outbound: bool) -> SecurityPolicy | None:
         """The first entry that applies, or None (then the default action holds)."""
         remote = packet.dst if outbound else packet.src
-        hosts = _bucket(self._by_remote, address_key(remote))
+        # _bucket(self._by_remote, address_key(remote)) and SecurityPolicy.applies,
+        # written out: this runs on every packet, for every candidate entry
+        hosts = self._by_remote.get(address_key(remote))
+        if hosts is None:
+            hosts = ()
+        elif type(hosts) is not list:
+            hosts = (hosts,)
         wildcards = self._wildcards
         # merged only when both lists have entries (a home agent's BYPASS entries for
         # IKE are wildcards, each MN's entries are filed under its home address)
         candidates = self._candidates(hosts, wildcards) if hosts and wildcards \
             else hosts or wildcards
+        wanted = "out" if outbound else "in"
         for policy in candidates:
-            if policy.applies(packet, outbound):
+            direction = policy.direction
+            if (direction == "both" or direction == wanted) and \
+                    policy.selectors.matches(packet, outbound):
                 if outbound:
                     policy.hits.out += 1
                 else:

@@ -69,8 +69,10 @@ class IPsecStack:
                       "dropped_in": 0, "acquires": 0, "keepalives": 0,
                       "keepalives_sent": 0}
         self._keepalive: ScheduledCall | None = None
-        self._last_acquire: dict[int, int] = {}
-        self._timers: dict[int, list[ScheduledCall]] = {}
+        # made at the first ACQUIRE and the first SA with a lifetime: most of a home
+        # agent's thousands of mobile nodes never send an ACQUIRE, nor set a lifetime
+        self._last_acquire: dict[int, int] | None = None
+        self._timers: dict[int, list[ScheduledCall]] | None = None
         self._inner_checked = False
         # the SA the packet being delivered came through (None: it came in the clear):
         # RFC 4877 §4.2 wants the home agent to know which identity protected a BU
@@ -144,6 +146,8 @@ class IPsecStack:
 
     def _acquire(self, policy: SecurityPolicy, selectors) -> None:
         now = self.node.sim.now_us
+        if self._last_acquire is None:
+            self._last_acquire = {}
         last = self._last_acquire.get(policy.index)
         if last is not None and now - last < seconds_to_us(ACQUIRE_HOLDDOWN):
             return
@@ -273,6 +277,8 @@ class IPsecStack:
         for seconds in (sa.lifetime.soft_seconds, sa.lifetime.hard_seconds):
             if seconds is not None:
                 at = sa.created_us + seconds_to_us(seconds)
+                if self._timers is None:
+                    self._timers = {}
                 self._timers.setdefault(id(sa), []).append(
                     sim.call_at(max(at, sim.now_us), self._check_lifetime, sa,
                                 label=f"{self.node.name} SA 0x{sa.spi:08x} lifetime"))
@@ -283,7 +289,7 @@ class IPsecStack:
             return
         if kind == "hard":
             self.sad.remove(sa)
-            for timer in self._timers.pop(id(sa), []):
+            for timer in self._timers.pop(id(sa), []) if self._timers else ():
                 timer.cancel()
         self.engine.notify(KeyMessage("EXPIRE", sa=sa, lifetime_kind=kind))
 

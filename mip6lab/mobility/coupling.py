@@ -266,6 +266,8 @@ class MobileNodeCoupling(_Coupling):
         #: by the mobile node, read when an IKE SA is lost and a new one must start
         self.current_care_of_address: Callable[[], Any] | None = None
         self.recoveries = 0                 # new IKE SAs started after one was lost
+        # (home address, its BU/BA selectors, its payload selectors): :meth:`_entries`
+        self._selectors: tuple | None = None
 
     # -- bootstrap (RFC 4877 §9, RFC 5026 §5.3) -------------------------------------------
 
@@ -385,13 +387,26 @@ class MobileNodeCoupling(_Coupling):
             self._install_supplied_entries(hoa)
             return
         # "the mobility module installs them": as soon as the HoA is known
-        self._spdadd(bu_selectors(hoa, self.home_agent, at_home_agent=False),
-                     IPsecTemplate("transport", reqid=BU_REQID), f"mip6-bu-{hoa}")
+        self._spdadd(self._entries()[0],
+                     IPsecTemplate("transport", reqid=BU_REQID),
+                     f"mip6-bu-{addresses.text(hoa)}")
         if self.protect_payload:
             self._install_payload_policy()
 
+    def _entries(self) -> tuple[Selectors, Selectors]:
+        """The selectors of our BU/BA and payload entries (RFC 4877 §7.2), made once per
+        home address: the SPD files the entry under this very object, so a search for it
+        reuses the hash the object keeps (a network's hash is a Python call)."""
+        hoa = self.home_address
+        made = self._selectors
+        if made is None or made[0] is not hoa:
+            made = self._selectors = (
+                hoa, bu_selectors(hoa, self.home_agent, at_home_agent=False),
+                payload_selectors(hoa, at_home_agent=False))
+        return made[1], made[2]
+
     def _install_payload_policy(self) -> None:
-        selectors = payload_selectors(self.home_address, at_home_agent=False)
+        selectors = self._entries()[1]
         peer = self.ike_sa.remote
         existing = self._policy(selectors)
         template = existing.template if existing else None
@@ -402,8 +417,8 @@ class MobileNodeCoupling(_Coupling):
                 template.tunnel_local, template.tunnel_remote, self.ike_endpoint, peer,
                 "tunnel", PAYLOAD_REQID), k_bit=False)
             return
-        self._spdadd(selectors, IPsecTemplate("tunnel", self.ike_endpoint, peer,
-                                              PAYLOAD_REQID), f"mip6-payload-{self.home_address}")
+        self._spdadd(selectors, IPsecTemplate("tunnel", self.ike_endpoint, peer, PAYLOAD_REQID),
+                     f"mip6-payload-{addresses.text(self.home_address)}")
 
     def _hook_failed(self, hook: str, problem: str) -> None:
         self.node.trace.emit(self.node.name, "coupling", "error", f"{hook} hook: {problem}",
@@ -432,8 +447,10 @@ class MobileNodeCoupling(_Coupling):
         if self.ready:
             return
         self.ready = True
-        self.node.announce("coupling", f"BU/BA SA{' and payload SA' if self.protect_payload else ''}"
-                           f" ready for {addresses.text(self.home_address)}")
+        if self.node.keeps_state():    # else counted, no summary made
+            self.node.announce("coupling", "BU/BA SA"
+                               f"{' and payload SA' if self.protect_payload else ''}"
+                               f" ready for {addresses.text(self.home_address)}")
         for listener in list(self.on_ready):
             listener()
 
@@ -484,13 +501,13 @@ class MobileNodeCoupling(_Coupling):
         if old == new or old.version != new.version:
             return
         peer = self.ike_sa.remote
-        if self.protect_payload and self._policy(
-                payload_selectors(self.home_address, at_home_agent=False)) is not None:
-            self._migrate(payload_selectors(self.home_address, at_home_agent=False),
+        bu_entry, payload_entry = self._entries()
+        if self.protect_payload and self._policy(payload_entry) is not None:
+            self._migrate(payload_entry,
                           MigrateRequest(old, peer, new, peer, "tunnel", PAYLOAD_REQID),
                           k_bit=True)
         else:
-            self._migrate(bu_selectors(self.home_address, self.home_agent, at_home_agent=False),
+            self._migrate(bu_entry,
                           MigrateRequest(old, peer, new, peer, "transport", BU_REQID),
                           k_bit=True)
         self.ike_endpoint = new
@@ -499,7 +516,7 @@ class MobileNodeCoupling(_Coupling):
         """§11.5.5: at home the HoA's traffic is not tunnelled; the payload entry goes
         (else the home link's plain packets would be dropped as unprotected)."""
         if self.protect_payload and self.home_address is not None:
-            self._spddelete(payload_selectors(self.home_address, at_home_agent=False))
+            self._spddelete(self._entries()[1])
 
 
 class HomeAgentCoupling(_Coupling):
@@ -541,7 +558,8 @@ class HomeAgentCoupling(_Coupling):
                         sa.remote, "tunnel", PAYLOAD_REQID), k_bit=False)
                 elif existing is None:
                     self._spdadd(selectors, IPsecTemplate("tunnel", sa.local, sa.remote,
-                                                          PAYLOAD_REQID), f"mip6-payload-{hoa}")
+                                                          PAYLOAD_REQID),
+                                 f"mip6-payload-{addresses.text(hoa)}")
         elif isinstance(event, ChildSaInstallFailed):
             self._heard(f"CHILD_SA FAILED {event.mode} with {identity}: {event.reason}",
                         identity=identity, mode=event.mode)
@@ -549,12 +567,12 @@ class HomeAgentCoupling(_Coupling):
             self._heard(f"IKE SA up with {identity}", identity=identity)
 
     def _learn(self, hoa: IPv6, identity: str) -> None:
-        if self.identities.get(hoa) == identity and self._policy(
-                bu_selectors(hoa, self.home_agent, at_home_agent=True)) is not None:
+        selectors = bu_selectors(hoa, self.home_agent, at_home_agent=True)
+        if self.identities.get(hoa) == identity and self._policy(selectors) is not None:
             return
         self.identities[hoa] = identity
-        self._spdadd(bu_selectors(hoa, self.home_agent, at_home_agent=True),
-                     IPsecTemplate("transport", reqid=BU_REQID), f"mip6-bu-{hoa}")
+        self._spdadd(selectors, IPsecTemplate("transport", reqid=BU_REQID),
+                     f"mip6-bu-{addresses.text(hoa)}")
 
     # -- what the binding cache asks -------------------------------------------------------
 

@@ -240,10 +240,11 @@ class HomeAgent:
             result = self.cache.process_bu(request, identity, self.coupling.home_addresses,
                                            self.node.sim.now_us,
                                            duplicate_address=self._duplicate)
-            self._announce(f"BU from {identity} for {text(hoa)} seq {bu.sequence}: "
-                           f"{result.status.name} ({int(result.status)})",
-                           status=int(result.status), home_address=text(hoa),
-                           identity=identity)
+            if self.node.keeps_state():    # else counted, no summary made
+                self._announce(f"BU from {identity} for {text(hoa)} seq {bu.sequence}: "
+                               f"{result.status.name} ({int(result.status)})",
+                               status=int(result.status), home_address=text(hoa),
+                               identity=identity)
             for event in result.events:
                 self._act(event, request, existing, identity, source, udp, v4hoa)
         finally:
@@ -329,9 +330,10 @@ class HomeAgent:
                 self._advertise(entry.home_address)
             if isinstance(self.coupling, HomeAgentAuthOption):
                 self.coupling.binding_registered(entry)     # the what-if's payload SAs
-            self._announce(f"binding {text(entry.home_address)} → {self._where(entry)}"
-                           f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
-                           home_address=text(entry.home_address), coa=self._where(entry))
+            if self.node.keeps_state():    # else counted, no summary made
+                self._announce(f"binding {text(entry.home_address)} → {self._where(entry)}"
+                               f"{' (UDP, NAT detected)' if entry.nat_detected else ''}",
+                               home_address=text(entry.home_address), coa=self._where(entry))
         elif isinstance(event, (BindingDeleted, BindingExpired)):
             self._forget(event.entry)
         elif isinstance(event, BindingUpdateRefused):

@@ -197,8 +197,9 @@ class MobileNode:
                             ike_before=self.coupling.ike_exchanges_started,
                             link_changed_us=self.link_changed_us)
         self.handovers.append(handover)
-        self._announce(f"care-of address {text(coa)} on {link}" + (f" (was {old})" if old else ""),
-                       coa=text(coa), link=link)
+        if self.node.keeps_state():    # else counted, no summary made
+            self._announce(f"care-of address {text(coa)} on {link}"
+                           + (f" (was {old})" if old else ""), coa=text(coa), link=link)
         if self.home_address is not None and self.tunnel is not None:
             self._routes(away=True)               # the HA by way of the new router
         if self.home_address is None:
@@ -220,8 +221,10 @@ class MobileNode:
         if self.home_address is None:
             self.home_address = self.coupling.home_address
             self.home_prefix = self.coupling.home_prefix
-            self._announce(f"home address {text(self.home_address)} (prefix {text(self.home_prefix)})",
-                           home_address=text(self.home_address))
+            if self.node.keeps_state():    # else counted, no summary made
+                self._announce(f"home address {text(self.home_address)} "
+                               f"(prefix {text(self.home_prefix)})",
+                               home_address=text(self.home_address))
         if self.at_home:
             self._deregister()
         else:
@@ -312,10 +315,12 @@ class MobileNode:
         if bu.ipv4_home_address is not None:
             options.append(IPv4HomeAddress(bu.ipv4_home_address.packed))
         seconds = bu.lifetime * UNITS
-        self._announce(f"BU seq {bu.sequence_number} lifetime {seconds} s "
-                       f"{'K ' if bu.k else ''}CoA {bu.care_of_address or bu.ipv4_care_of_address}"
-                       f"{' (retransmission)' if bu.retransmission else ''}",
-                       sequence=bu.sequence_number)
+        if self.node.keeps_state():    # else counted, no summary made
+            self._announce(f"BU seq {bu.sequence_number} lifetime {seconds} s "
+                           f"{'K ' if bu.k else ''}"
+                           f"CoA {bu.care_of_address or bu.ipv4_care_of_address}"
+                           f"{' (retransmission)' if bu.retransmission else ''}",
+                           sequence=bu.sequence_number)
         home = bu.care_of_address == bu.home_address   # §11.5.5: from the HoA, no HAO
         in_udp = bu.ipv4_care_of_address is not None and not home
         if in_udp:
@@ -355,8 +360,9 @@ class MobileNode:
                                          if self.udp_encapsulation else None)
         self._routes(away=True)
         self.coupling.after_binding_acknowledgement(new, entry.k if entry else False)
-        self._announce(f"registered at {text(new)} for {event.lifetime * UNITS} s "
-                       f"({event.status.name})", coa=text(new))
+        if self.node.keeps_state():    # else counted, no summary made
+            self._announce(f"registered at {text(new)} for {event.lifetime * UNITS} s "
+                           f"({event.status.name})", coa=text(new))
         self._finish(int(event.status))
 
     def _finish(self, status: int) -> None:
@@ -481,8 +487,9 @@ class MobileNode:
                 self._ipv4_home_address(IPv4Address(option.address))
         self.stats["ba_received"] += 1
         k = bool(ba.flags & BA_K)
-        self._announce(f"BA seq {ba.sequence} status {ba.status}"
-                       f"{' K' if k else ''}", status=ba.status)
+        if self.node.keeps_state():    # else counted, no summary made
+            self._announce(f"BA seq {ba.sequence} status {ba.status}"
+                           f"{' K' if k else ''}", status=ba.status)
         self._perform(self.bul.process_ba(
             self.home_address, ba.status, ba.sequence, ba.lifetime, self.node.sim.now_us,
             k=k, refresh_interval=refresh, nat_detection=nat))

@@ -108,8 +108,15 @@ def multicast_mac(group: ipaddress.IPv6Address) -> str:
     return "33:33:" + ":".join("%02x" % b for b in low)
 
 
+#: the group bit (I/G, IEEE 802 §8.2) of every first octet as text, so that a frame's
+#: destination is told without parsing it for every frame sent
+_GROUP_BIT = {text: bool(octet & 0x01) for octet in range(256)
+              for text in {"%02x" % octet, "%02X" % octet}}
+
+
 def is_multicast_mac(mac: str) -> bool:
-    return bool(int(mac[:2], 16) & 0x01)
+    group = _GROUP_BIT.get(mac[:2])
+    return group if group is not None else bool(int(mac[:2], 16) & 0x01)
 
 
 # -- IP/UDP on bytes -----------------------------------------------------------------------
@@ -137,14 +144,14 @@ def build_udp(src: IPAddress, dst: IPAddress, sport: int, dport: int,
               payload: bytes) -> bytes:
     """An IPv6 or IPv4 packet carrying one UDP datagram, as bytes."""
     length = 8 + len(payload)
-    segment = _UDP.pack(sport, dport, length, 0) + payload
-    ck = udp_checksum(src.packed, dst.packed, segment)
-    segment = segment[:6] + ck.to_bytes(2, "big") + segment[8:]
+    source, destination = src.packed, dst.packed     # a property call each: read once
+    ck = udp_checksum(source, destination, _UDP.pack(sport, dport, length, 0) + payload)
+    segment = _UDP.pack(sport, dport, length, ck) + payload
     if src.version == 6:
-        return _IPV6_UDP.pack(0x60000000, length, IPPROTO_UDP, 64, src.packed,
-                              dst.packed) + segment
-    header = _IPV4.pack(0x45, 0, 20 + length, 1, 0, 64, IPPROTO_UDP, 0, src.packed,
-                        dst.packed)
+        return _IPV6_UDP.pack(0x60000000, length, IPPROTO_UDP, 64, source,
+                              destination) + segment
+    header = _IPV4.pack(0x45, 0, 20 + length, 1, 0, 64, IPPROTO_UDP, 0, source,
+                        destination)
     return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:] + segment
 
 

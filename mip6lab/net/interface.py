@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+_ALL_NODES, _ALL_ROUTERS = int(ALL_NODES), int(ALL_ROUTERS)   # ff02::1, ff02::2 as numbers
+
 INFINITE = None  # a lifetime that never ends
 
 
@@ -200,11 +202,11 @@ class Interface:
     def listens_to(self, group: ipaddress.IPv6Address) -> bool:
         """Whether ``group`` is one of :meth:`groups6`."""
         joined = self._joined
-        if group == ALL_NODES or (joined is not None and group in joined):
+        value = group._ip                  # int(group), compared as numbers below
+        if value == _ALL_NODES or (joined is not None and group in joined):
             return True
-        if group == ALL_ROUTERS:
+        if value == _ALL_ROUTERS:
             return self.node.forwarding
-        value = int(group)
         if value >> 24 != SOLICITED_NODE_PREFIX >> 24:
             return False
         low = value & 0xFFFFFF     # RFC 4291 §2.7.1: the address's low 24 bits
@@ -232,11 +234,17 @@ class Interface:
                 if dst in a.network:
                     return a.ip
             return self.addresses4[0].ip if self.addresses4 else None
-        want_link_local = dst.is_link_local or (dst.is_multicast and (dst.packed[1] & 0x0F) <= 2)
-        candidates = [a for a in self.addresses6 if _is_link_local6(a.ip) == want_link_local]
+        # read off the number (ipaddress's is_link_local, is_multicast and ``in network``
+        # are Python calls each): fe80::/10, or a multicast of scope 1 or 2 (RFC 4291
+        # §2.7, the low 4 bits of the second byte); an address's network as numbers
+        number = dst._ip
+        want_link_local = number >> 118 == 0x3FA or (number >> 120 == 0xFF
+                                                     and (number >> 112) & 0x0F <= 2)
+        candidates = [a for a in self.addresses6
+                      if (a.number >> 118 == 0x3FA) == want_link_local]
         if not candidates:
             return None
-        candidates.sort(key=lambda a: (not a.preferred(now), dst not in a.interface.network))
+        candidates.sort(key=lambda a: (not a.preferred(now), number & a.mask != a.prefix))
         return candidates[0].ip
 
 
@@ -400,7 +408,8 @@ class RoutingTable:
         interfaces = self.node.interfaces
         best_key: tuple[int, int] | None = None
         connected = None   # (address or network, interface name) of the best so far
-        number, version = int(dst), dst.version
+        # the number ``int(dst)`` returns, read without its call (35 lookups per MN)
+        number, version = dst._ip, dst.version
         best = None
         if version == 6:
             best_len = -1              # a link-local address (-1) is no connected route
@@ -446,8 +455,3 @@ def _connected_route(address: Address6, ifname: str) -> Route:
         route = address.connected_route = Route(address.interface.network, ifname, None,
                                                 "connected")
     return route
-
-
-def _is_link_local6(address: ipaddress.IPv6Address) -> bool:
-    """fe80::/10 (RFC 4291 §2.5.6), without the network object ``is_link_local`` makes."""
-    return int(address) >> 118 == 0x3FA

@@ -90,17 +90,17 @@ class NeighborTable:
                          ethertype: int) -> None:
         """Send ``l3`` to ``nexthop`` on ``iface``, resolving its MAC first if needed."""
         if isinstance(nexthop, ipaddress.IPv6Address):
-            if int(nexthop) >> 120 == 0xFF:          # ff00::/8 (RFC 4291 §2.7)
+            if nexthop._ip >> 120 == 0xFF:     # ff00::/8 (RFC 4291 §2.7); _ip: int()'s
                 self.node.transmit(iface, multicast_mac(nexthop), ethertype, l3)
                 return
         elif nexthop == _BROADCAST4:
             self.node.transmit(iface, BROADCAST_MAC, ethertype, l3)
             return
-        mac = self.lookup(iface, nexthop)
-        if mac is not None:
-            self.node.transmit(iface, mac, ethertype, l3)
-            return
         key = (iface.name, nexthop)
+        entry = self.entries.get(key)        # what lookup() answers, the key made once
+        if entry is not None and entry.expires_us > self.node.sim.now_us:
+            self.node.transmit(iface, entry.mac, ethertype, l3)
+            return
         pending = self.pending.get(key)
         if pending is None:
             pending = self.pending[key] = PendingResolution()

@@ -58,6 +58,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
+from ..addresses import from_packed as packed_address
 from ..errors import MalformedPacket, RemoteProtocolError
 from ..wire.checksum import internet_checksum, ipv6_checksum
 from ..wire.nd_codec import neighbor_advertisement, read_nd
@@ -332,7 +333,7 @@ class Node:
                                       f"{self.name}")
 
     def is_local6(self, iface: Interface, dst: ipaddress.IPv6Address) -> bool:
-        if dst.is_multicast:
+        if dst._ip >> 120 == 0xFF:   # is_multicast (ff00::/8), without its network test
             return iface.listens_to(dst)
         return self._owns6(int(dst))
 
@@ -787,29 +788,6 @@ class Node:
                                           or candidate.is_link_local == dst.is_link_local):
                 return candidate
         return None
-
-
-# -- addresses read off packets -----------------------------------------------------------
-
-#: packed address -> address object, for the addresses read off every packet (a UDP
-#: datagram's, a routed packet's destination): the same few come back on every message
-#: of a registration (the home agent's, the routers'). A cache of the moment, bounded and
-#: emptied when full; addresses are immutable, so one object serves every reader.
-#: (mip6lab.addresses caches text, not packed bytes.)
-_READ: dict[bytes, IPAddress] = {}
-_READ_MAX = 4096
-
-
-def packed_address(packed: bytes) -> IPAddress:
-    """The address of 16 (IPv6) or 4 (IPv4) packed bytes."""
-    if type(packed) is not bytes:
-        packed = bytes(packed)          # a bytearray is no dictionary key
-    found = _READ.get(packed)
-    if found is None:
-        if len(_READ) >= _READ_MAX:
-            _READ.clear()
-        found = _READ[packed] = as_address(packed)
-    return found
 
 
 # -- checks on received bytes ------------------------------------------------------------
